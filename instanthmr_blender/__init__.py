@@ -1,0 +1,5 @@
+"""The InstantHMR engine: video frames, detection, InstantHMR, tracking, takes, filters and the solve.
+
+Blender-free by contract: nothing in this package may import bpy, bmesh or mathutils (a test enforces it),
+so every piece of it runs and is tested under plain Python with numpy, onnxruntime and OpenCV.
+"""
