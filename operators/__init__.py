@@ -1,0 +1,18 @@
+"""Blender operators: capture (worker thread + main-thread pump), cancel, rebuild from a take, models, export."""
+
+from .. import registration
+from . import models
+
+_MODULES = (models,)
+
+if "_LOADED" in globals():
+    _MODULES = registration.reload_modules(_MODULES)
+_LOADED = True
+
+
+def register() -> None:
+    registration.register_modules(_MODULES)
+
+
+def unregister() -> None:
+    registration.unregister_modules(_MODULES)

@@ -1,0 +1,31 @@
+"""Registration helpers shared by the extension's packages: ordered register, reverse unregister, reload.
+
+Each Blender-side package lists its modules in order; these helpers make `register()` / `unregister()` and a
+reload (disable + enable, or F8) behave the same everywhere.
+"""
+
+import importlib
+from types import ModuleType
+
+
+def reload_modules(modules: tuple[ModuleType, ...]) -> tuple[ModuleType, ...]:
+    """Re-execute already imported modules so edited code is picked up; returns the reloaded modules."""
+    return tuple(importlib.reload(module) for module in modules)
+
+
+def register_modules(modules: tuple[ModuleType, ...]) -> None:
+    registered: list[ModuleType] = []
+    try:
+        for module in modules:
+            module.register()
+            registered.append(module)
+    except Exception:
+        # Leave Blender as it was: a half-registered add-on cannot be enabled again without a restart.
+        for module in reversed(registered):
+            module.unregister()
+        raise
+
+
+def unregister_modules(modules: tuple[ModuleType, ...]) -> None:
+    for module in reversed(modules):
+        module.unregister()
