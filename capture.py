@@ -1,0 +1,87 @@
+"""Headless capture: `blender -b -P capture.py -- clip.mp4 [options]`, or `python capture.py clip.mp4 [options]`
+with the `bpy` module (the dev venv). Works from a source checkout and from the installed extension.
+
+This file only finds or registers the extension, then hands over to its `headless.main()`; `--help` lists the
+options. Exit status: 0 on success, 1 on a capture failure, 2 on bad input or missing model files.
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEV_REPO_MODULE = "instanthmr_dev"
+
+
+def _script_args() -> list[str]:
+    if "--" in sys.argv:
+        return sys.argv[sys.argv.index("--") + 1:]
+    return sys.argv[1:]
+
+
+def _installed_module_name(bpy) -> str | None:
+    """`bl_ext.<repo>.<id>` when this file sits inside an installed extension, else None."""
+    for repo in bpy.context.preferences.extensions.repos:
+        if repo.enabled and repo.directory and Path(repo.directory).resolve() == HERE.parent:
+            return f"bl_ext.{repo.module}.{HERE.name}"
+    return None
+
+
+def _dev_module_name(bpy) -> str:
+    """Register a source checkout through a local extension repo that links to it (no copy, no install)."""
+    repos = bpy.context.preferences.extensions.repos
+    repo = next((r for r in repos if r.module == DEV_REPO_MODULE), None)
+    if repo is None:
+        folder = Path(tempfile.mkdtemp(prefix="instanthmr-dev-repo-"))
+        link = folder / "instanthmr"
+        try:
+            link.symlink_to(HERE, target_is_directory=True)
+        except OSError:
+            import shutil
+
+            shutil.copytree(HERE, link, ignore=shutil.ignore_patterns(".*", "tests", "tools", "wheels", "dist"))
+        repos.new(name="InstantHMR (source checkout)", module=DEV_REPO_MODULE, custom_directory=str(folder))
+    return f"bl_ext.{DEV_REPO_MODULE}.instanthmr"
+
+
+def _enable_addon():
+    import addon_utils
+    import bpy
+
+    module_name = _installed_module_name(bpy) or _dev_module_name(bpy)
+    if not addon_utils.check(module_name)[1]:
+        errors = []
+        addon_utils.enable(module_name, default_set=True, handle_error=errors.append)
+        if errors or module_name not in sys.modules:
+            reason = errors[0] if errors else "unknown error"
+            raise SystemExit(f"capture: error: the InstantHMR extension could not be enabled: {reason}")
+    return sys.modules[module_name]
+
+
+def main() -> int:
+    args = _script_args()
+    # A plain `python capture.py` puts this folder first on sys.path, where the extension's packages
+    # (ui, operators, ...) would shadow real modules: they are only reached through the registered add-on.
+    if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == HERE:
+        sys.path.pop(0)
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    try:
+        import bpy  # noqa: F401
+    except ImportError:
+        print("capture: error: no Blender here: run `blender -b -P capture.py -- clip.mp4`, or use the dev venv "
+              "(tools/setup_venv.sh) which has the bpy module", file=sys.stderr)
+        return 2
+    addon = _enable_addon()
+    from importlib import import_module
+
+    headless = import_module(addon.__name__ + ".headless")
+    return headless.main(args)
+
+
+if __name__ == "__main__":
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # bpy can hang at interpreter exit (after Rigify, for instance): leave with the real status right away.
+    os._exit(status)

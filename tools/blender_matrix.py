@@ -1,0 +1,130 @@
+"""Run the real-Blender test tier against one or more Blender versions (the `bpy` wheels from PyPI).
+
+Each version gets its own venv, `.venv-bpy-<version>`, holding only bpy, Blender's numpy and the test tools:
+onnxruntime and OpenCV are deliberately absent, so the tests prove the extension's bundled wheels are what
+Blender imports. The venvs are reused (a stamp records what they hold), so a second run only runs the tests.
+
+    python tools/blender_matrix.py                   # 4.5 LTS (what CI always runs)
+    python tools/blender_matrix.py --all             # 4.2 LTS, 4.5 LTS, 5.0 and 5.2 (Python 3.13)
+    python tools/blender_matrix.py 5.0.1 -- -k wheels  # extra pytest arguments after --
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_REQUIREMENTS = ROOT / "tests" / "blender" / "requirements.txt"
+
+
+@dataclass(frozen=True)
+class BlenderLine:
+    bpy: str       # the bpy wheel version
+    python: str    # the CPython it is built for
+    numpy: str     # the numpy that Blender line ships
+
+
+LINES = {
+    "4.2": BlenderLine("4.2.23", "3.11", "1.26.4"),
+    "4.5": BlenderLine("4.5.15", "3.11", "1.26.4"),
+    "5.0": BlenderLine("5.0.1", "3.11", "1.26.4"),
+    # bpy 5.1+ is built for CPython 3.13 and asks for numpy>=2.2,<3.
+    "5.2": BlenderLine("5.2.3", "3.13", "2.3.5"),
+}
+DEFAULT = ("4.5",)
+
+
+def find_python(version: str) -> str | None:
+    found = shutil.which(f"python{version}")
+    if found:
+        return found
+    pyenv_root = Path.home() / ".pyenv" / "versions"
+    if pyenv_root.is_dir():
+        for folder in sorted(pyenv_root.glob(f"{version}.*"), reverse=True):
+            exe = folder / "bin" / f"python{version}"
+            if exe.exists():
+                return str(exe)
+    return None
+
+
+def ensure_venv(line: BlenderLine) -> Path:
+    """Create (or reuse) the venv for one Blender line; returns its python."""
+    venv = ROOT / f".venv-bpy-{line.bpy}"
+    python = venv / "bin" / "python"
+    requirements = [f"bpy=={line.bpy}", f"numpy=={line.numpy}", *_test_requirements()]
+    stamp = venv / ".instanthmr-stamp"
+    want = hashlib.sha256("\n".join(requirements).encode()).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text() == want:
+        return python
+    base = find_python(line.python)
+    if base is None:
+        raise RuntimeError(f"Python {line.python} not found (bpy {line.bpy} needs it)")
+    print(f"blender_matrix: creating {venv.name} (Python {line.python}, bpy {line.bpy})", file=sys.stderr)
+    subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True)
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"installing bpy {line.bpy} failed:\n{result.stderr[-3000:]}")
+    stamp.write_text(want)
+    return python
+
+
+def _test_requirements() -> list[str]:
+    return [
+        line.strip() for line in TEST_REQUIREMENTS.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+def run_line(name: str, pytest_args: list[str]) -> tuple[str, int, float]:
+    line = LINES[name]
+    start = time.monotonic()
+    try:
+        python = ensure_venv(line)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"blender_matrix: {name}: could not set up: {exc}", file=sys.stderr)
+        return name, 3, time.monotonic() - start
+    env = dict(os.environ, ORT_DISABLE_TELEMETRY="1")
+    print(f"blender_matrix: Blender {name} (bpy {line.bpy}, Python {line.python})", file=sys.stderr, flush=True)
+    status = subprocess.run(
+        [str(python), "-m", "pytest", "-p", "no:cacheprovider", str(ROOT / "tests" / "blender"), *pytest_args],
+        cwd=ROOT, env=env,
+    ).returncode
+    return name, status, time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pytest_args: list[str] = []
+    if "--" in argv:
+        pytest_args = argv[argv.index("--") + 1:]
+        argv = argv[: argv.index("--")]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("lines", nargs="*", help=f"Blender lines to test, among {', '.join(LINES)} (default 4.5)")
+    parser.add_argument("--all", action="store_true", help="every supported line")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.lines if name not in LINES]
+    if unknown:
+        parser.error(f"unknown Blender line(s) {', '.join(unknown)}; known: {', '.join(LINES)}")
+    names = list(LINES) if args.all else (args.lines or list(DEFAULT))
+    results = [run_line(name, pytest_args) for name in names]
+    print("\nBlender line | bpy     | Python | result | seconds")
+    for name, status, seconds in results:
+        line = LINES[name]
+        verdict = "pass" if status == 0 else ("setup failed" if status == 3 else f"FAIL ({status})")
+        print(f"{name:<12} | {line.bpy:<7} | {line.python:<6} | {verdict:<6} | {seconds:.0f}")
+    return 0 if all(status == 0 for _, status, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
