@@ -43,15 +43,15 @@ DEFAULT = ("4.5",)
 
 
 def find_python(version: str) -> str | None:
-    found = shutil.which(f"python{version}")
-    if found:
-        return found
-    pyenv_root = Path.home() / ".pyenv" / "versions"
-    if pyenv_root.is_dir():
-        for folder in sorted(pyenv_root.glob(f"{version}.*"), reverse=True):
-            exe = folder / "bin" / f"python{version}"
-            if exe.exists():
-                return str(exe)
+    """A working `python<version>`: on PATH, or installed by pyenv (whose shims fail for inactive versions)."""
+    candidates = [shutil.which(f"python{version}")]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates += [str(p / "bin" / f"python{version}") for p in sorted(pyenv_root.glob(f"{version}.*"), reverse=True)]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == str(tuple(int(v) for v in version.split("."))):
+            return candidate
     return None
 
 
