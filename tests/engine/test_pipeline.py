@@ -1,0 +1,208 @@
+"""The threaded capture pipeline on a real video with the contract stand-in models."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from instanthmr_blender.detector import OnnxRFDETR
+from instanthmr_blender.frames import FrameSourceError
+from instanthmr_blender.hmr import InstantHMR
+from instanthmr_blender.pipeline import (
+    CaptureCancelled,
+    CaptureError,
+    CaptureSettings,
+    Progress,
+    capture,
+    run_capture,
+)
+from instanthmr_blender.take import Take
+from tests.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
+
+FRAMES = 24
+# Where the stand-in detector "sees" two people in every frame (normalised cx, cy, w, h).
+TWO_PEOPLE = (DetectorBox(0.30, 0.55, 0.10, 0.50, logit=3.0), DetectorBox(0.70, 0.55, 0.12, 0.55, logit=2.0))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    return (
+        build_rfdetr_model(folder / "rfdetr.onnx", resolution=48, boxes=TWO_PEOPLE),
+        build_instanthmr_model(folder / "instanthmr.onnx", image_size=(994, 1768)),
+    )
+
+
+@pytest.fixture
+def settings(fixtures_dir, models):
+    return CaptureSettings(
+        source=str(fixtures_dir / "video" / "two_people_walking.mp4"),
+        end=FRAMES,
+        detector_model=str(models[0]),
+        hmr_model=str(models[1]),
+        min_track_length=3,
+        device="cpu",
+        threads=1,
+    )
+
+
+def load(models, settings):
+    detector = OnnxRFDETR(models[0], confidence=settings.det_confidence, device="cpu", threads=1)
+    hmr = InstantHMR(models[1], device="cpu", max_batch=settings.max_persons + 1, threads=1)
+    return detector, hmr
+
+
+class CountingDetector:
+    """Passes through to a real detector, counting frames; can be told to fail on its nth call."""
+
+    def __init__(self, inner, fail_on_call=None):
+        self.inner = inner
+        self.confidence = inner.confidence
+        self.calls = 0
+        self.frames = 0
+        self.fail_on_call = fail_on_call
+
+    def detect(self, frames_rgb):
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise RuntimeError("boom: the detector broke")
+        self.frames += len(frames_rgb)
+        return self.inner.detect(frames_rgb)
+
+
+def our_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("instanthmr-")]
+
+
+def test_capture_builds_a_take_of_two_tracked_people(settings):
+    updates = []
+    take = capture(settings, progress=updates.append)
+    assert isinstance(take, Take)
+    take.validate()
+    assert take.num_frames == FRAMES and list(take.frames) == list(range(FRAMES))
+    assert list(take.track_ids) == [0, 1]
+    assert take.valid.all()  # both people in every frame, ids stable
+    assert take.image_size == (994, 1768)
+    assert take.focal_length == pytest.approx(np.hypot(1768, 994))
+    assert take.principal_point == (884.0, 497.0)
+    # row 0 is the more confident (first-detected) person, on the left
+    np.testing.assert_allclose(take.bbox[0, 0], [(0.30 - 0.05) * 1768, 0.30 * 994, 0.35 * 1768, 0.80 * 994], rtol=1e-5)
+    assert (take.joints_2d[0, :, :, 0].mean(axis=1) < take.joints_2d[1, :, :, 0].mean(axis=1)).all()
+    assert np.isfinite(take.joints_cam).all() and (take.joints_cam[..., 2] > 0).all()
+
+    # progress rises by one frame at a time up to the total
+    assert [u.frames_done for u in updates] == list(range(1, FRAMES + 1))
+    assert all(isinstance(u, Progress) and u.frames_total == FRAMES for u in updates)
+    assert updates[-1].eta_seconds == 0 and updates[-1].fps > 0
+    assert updates[-1].decode_ms > 0 and updates[-1].detector_ms > 0 and updates[-1].hmr_ms > 0
+    assert our_threads() == []
+
+
+def test_same_input_same_take(models, settings):
+    settings.detector_stride = 3
+    first = run_capture(settings, detector=load(models, settings)[0], hmr=load(models, settings)[1])
+    second = run_capture(settings, detector=load(models, settings)[0], hmr=load(models, settings)[1])
+    for name in ("frames", "track_ids", "valid", "score", "bbox", "joints_cam", "cam_trans", "joints_2d",
+                 "mhr_params", "shape_params"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name), err_msg=name)
+
+
+def test_detector_stride_runs_the_detector_on_every_nth_frame_only(models, settings):
+    settings.detector_stride = 4
+    detector, hmr = load(models, settings)
+    counting = CountingDetector(detector)
+    take = run_capture(settings, detector=counting, hmr=hmr)
+    assert counting.frames == FRAMES // 4
+    # between detections the boxes follow the keypoints and keep the detector's size (no growth)
+    assert take.valid.all()
+    sizes = np.maximum(take.bbox[..., 2] - take.bbox[..., 0], take.bbox[..., 3] - take.bbox[..., 1])
+    np.testing.assert_allclose(sizes, np.broadcast_to(sizes[:, :1], sizes.shape), rtol=0.01)
+
+
+def test_cancel_half_way_stops_within_one_frame_and_joins_threads(models, settings):
+    cancel = threading.Event()
+    seen = []
+
+    def progress(update):
+        seen.append(update.frames_done)
+        if update.frames_done == FRAMES // 2:
+            cancel.set()
+
+    detector, hmr = load(models, settings)
+    with pytest.raises(CaptureCancelled, match=f"after {FRAMES // 2} frames"):
+        run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel)
+    assert max(seen) == FRAMES // 2
+    assert our_threads() == []
+
+
+def test_cancel_as_a_callable(models, settings):
+    calls = []
+    detector, hmr = load(models, settings)
+    with pytest.raises(CaptureCancelled):
+        run_capture(settings, detector=detector, hmr=hmr, cancel=lambda: calls.append(1) or len(calls) > 3)
+    assert our_threads() == []
+
+
+def test_an_exception_in_the_detector_reaches_the_caller(models, settings):
+    detector, hmr = load(models, settings)
+    settings.detector_batch = 1
+    failing = CountingDetector(detector, fail_on_call=3)
+    with pytest.raises(CaptureError, match=r"person detection failed at source frame 2 of `.*two_people_walking\.mp4`"
+                                           r": RuntimeError: boom") as info:
+        run_capture(settings, detector=failing, hmr=hmr)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert our_threads() == []
+
+
+def test_an_exception_in_hmr_or_progress_joins_the_threads(models, settings):
+    detector, hmr = load(models, settings)
+
+    def broken_progress(update):
+        raise KeyError("progress bar gone")
+
+    with pytest.raises(KeyError):
+        run_capture(settings, detector=detector, hmr=hmr, progress=broken_progress)
+    assert our_threads() == []
+
+
+def test_bad_inputs_are_clear_errors(models, settings, tmp_path):
+    detector, hmr = load(models, settings)
+    settings.source = str(tmp_path / "missing.mp4")
+    with pytest.raises(FrameSourceError, match="missing.mp4"):
+        run_capture(settings, detector=detector, hmr=hmr)
+    settings.detector_stride = 0
+    with pytest.raises(CaptureError, match="detector_stride = 0 must be 1 or more"):
+        run_capture(settings, detector=detector, hmr=hmr)
+    assert our_threads() == []
+
+
+def test_an_exception_while_decoding_reaches_the_caller(models, settings, monkeypatch):
+    """A source that breaks after a few frames (a damaged file): the error names the stage and frame."""
+    from instanthmr_blender import pipeline
+    from instanthmr_blender.frames import open_source
+
+    real = open_source(settings.source)
+
+    class BreakingSource:
+        info = real.info
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            real.close()
+
+        def count(self, start, end, step):
+            return real.count(start, end, step)
+
+        def frames(self, start, end, step):
+            for index, rgb in real.frames(start, end, step):
+                if index == 5:
+                    raise OSError("corrupt packet")
+                yield index, rgb
+
+    monkeypatch.setattr(pipeline, "open_source", lambda path, fps: BreakingSource())
+    detector, hmr = load(models, settings)
+    with pytest.raises(CaptureError, match=r"reading frames failed at source frame 5 of .*: OSError: corrupt packet"):
+        run_capture(settings, detector=detector, hmr=hmr)
+    assert our_threads() == []
