@@ -1,0 +1,83 @@
+"""Write F-curves in bulk: one action per object, keys set with `keyframe_points.add` + `foreach_set`.
+
+Blender 4.4+ stores keys in slotted actions (layers -> keyframe strip -> channelbag per slot); 4.2/4.3 use the
+legacy `action.fcurves`. Both go through `ChannelWriter`, so callers never branch on the version.
+"""
+
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+# Enum values of `Keyframe.interpolation`, as foreach_set takes them.
+INTERPOLATION = {"CONSTANT": 0, "LINEAR": 1, "BEZIER": 2}
+
+
+def has_slotted_actions() -> bool:
+    return bpy.app.version >= (4, 4, 0)
+
+
+@dataclass
+class ChannelWriter:
+    """Creates F-curves of one action for one object, on whichever action API this Blender has."""
+
+    action: bpy.types.Action
+    channels: object  # a Channelbag (4.4+) or the Action itself (legacy); both have .fcurves and .groups
+
+    def fcurve(self, data_path: str, index: int, group: str) -> bpy.types.FCurve:
+        if has_slotted_actions():
+            fcurve = self.channels.fcurves.new(data_path, index=index)
+            fcurve.group = self.channels.groups.get(group) or self.channels.groups.new(group)
+            return fcurve
+        return self.action.fcurves.new(data_path, index=index, action_group=group)
+
+    def write(self, data_path: str, group: str, frames: np.ndarray, values: np.ndarray,
+              interpolation: str = "LINEAR") -> None:
+        """Key `values` (N, C) at `frames` (N,) on channels 0..C-1 of data_path, all in bulk."""
+        count = len(frames)
+        if count == 0:
+            return
+        values = np.asarray(values, np.float32).reshape(count, -1)
+        coordinates = np.empty((count, 2), np.float32)
+        coordinates[:, 0] = frames
+        modes = np.full(count, INTERPOLATION[interpolation], np.int32)
+        for channel in range(values.shape[1]):
+            fcurve = self.fcurve(data_path, channel, group)
+            coordinates[:, 1] = values[:, channel]
+            points = fcurve.keyframe_points
+            points.add(count)
+            points.foreach_set("co", coordinates.ravel())
+            points.foreach_set("interpolation", modes)
+            fcurve.update()
+
+
+def new_action(obj: bpy.types.Object, name: str) -> ChannelWriter:
+    """A fresh action assigned to obj (replacing any), ready for keys."""
+    action = bpy.data.actions.new(name)
+    obj.animation_data_create()
+    obj.animation_data.action = action
+    if not has_slotted_actions():
+        return ChannelWriter(action, action)
+    slot = action.slots.new(id_type="OBJECT", name=obj.name)
+    strip = action.layers.new("Layer").strips.new(type="KEYFRAME")
+    channels = strip.channelbag(slot, ensure=True)
+    # Without this the object stays on no slot and nothing animates.
+    obj.animation_data.action_slot = slot
+    return ChannelWriter(action, channels)
+
+
+def action_fcurves(obj: bpy.types.Object) -> list[bpy.types.FCurve]:
+    """The F-curves animating obj, on either action API (for tools and tests)."""
+    animation = obj.animation_data
+    if animation is None or animation.action is None:
+        return []
+    action = animation.action
+    if not has_slotted_actions():
+        return list(action.fcurves)
+    curves = []
+    for layer in action.layers:
+        for strip in layer.strips:
+            bag = strip.channelbag(animation.action_slot)
+            if bag is not None:
+                curves.extend(bag.fcurves)
+    return curves

@@ -1,0 +1,78 @@
+"""Build a whole capture in the scene: one collection per take, the matched camera, one animated rig per person."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from . import armature, camera, naming
+
+
+@dataclass
+class CaptureObjects:
+    collection: bpy.types.Collection
+    camera: bpy.types.Object
+    rigs: list[bpy.types.Object] = field(default_factory=list)
+
+
+def scene_frames(source_frames: np.ndarray) -> np.ndarray:
+    """Scene frame of each source frame index: frame 0 of the video is scene frame 1 (as in Blender's clips)."""
+    return np.asarray(source_frames, np.int64) + 1
+
+
+def remove_capture(collection: bpy.types.Collection) -> None:
+    """Delete a capture collection and everything built for it (objects, armatures, cameras, actions)."""
+    for obj in list(collection.all_objects):
+        data = obj.data
+        action = obj.animation_data.action if obj.animation_data else None
+        bpy.data.objects.remove(obj)
+        if action is not None and action.users == 0:
+            bpy.data.actions.remove(action)
+        if isinstance(data, bpy.types.Armature) and data.users == 0:
+            bpy.data.armatures.remove(data)
+        elif isinstance(data, bpy.types.Camera) and data.users == 0:
+            bpy.data.cameras.remove(data)
+    bpy.data.collections.remove(collection)
+
+
+def build_capture(context, take, solution, take_name: str, *, background: str | None = None,
+                  track_ids: list[int] | None = None, make_active_camera: bool = True) -> CaptureObjects:
+    """Write the solved take into context.scene, replacing an earlier build of the same take name.
+
+    take: the engine's Take (intrinsics, fps, frames); solution: the engine's CaptureSolution; track_ids: the
+    people to keep (default all); background: the source video/images shown behind the camera.
+    """
+    scene = context.scene
+    name = naming.collection_name(take_name)
+    existing = bpy.data.collections.get(name)
+    if existing is not None:
+        remove_capture(existing)
+    collection = bpy.data.collections.new(name)
+    collection[naming.PROP_TAKE] = take_name
+    scene.collection.children.link(collection)
+
+    frames = scene_frames(take.frames)
+    if len(frames):
+        camera.set_scene_timing(scene, take.fps, int(frames[0]), int(frames[-1]), take.image_size)
+    cam = camera.build_camera(naming.camera_name(take_name), take, solution.camera_matrix_world, collection,
+                              background=background)
+    cam[naming.PROP_TAKE] = take_name
+    if make_active_camera:
+        scene.camera = cam
+    result = CaptureObjects(collection, cam)
+    wanted = None if track_ids is None else set(track_ids)
+    for person in solution.persons:
+        if wanted is not None and person.track_id not in wanted:
+            continue
+        rig = armature.build_armature(context, naming.armature_name(take_name, person.track_id), person.rest,
+                                      collection)
+        rig[naming.PROP_TAKE] = take_name
+        rig[naming.PROP_TRACK_ID] = int(person.track_id)
+        armature.write_motion(rig, naming.action_name(take_name, person.track_id), person, scene_frames(person.frames))
+        result.rigs.append(rig)
+    return result
+
+
+def take_name_from_path(path: str) -> str:
+    return Path(path).stem or "take"

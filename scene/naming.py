@@ -1,0 +1,29 @@
+"""Names and custom-property keys the capture writers use (one place, so tools and retargeting agree)."""
+
+COLLECTION_PREFIX = "InstantHMR"
+CAMERA_SUFFIX = "camera"
+ACTION_SUFFIX = "action"
+
+# Custom properties on each capture-rig bone: the MHR70 keypoint at its head / tail (-1 where none).
+PROP_MHR70_HEAD = "mhr70_head"
+PROP_MHR70_TAIL = "mhr70_tail"
+# Custom properties on the objects of a capture, so later tools find them without relying on names.
+PROP_TAKE = "instanthmr_take"
+PROP_TRACK_ID = "instanthmr_track_id"
+PROP_ROLE = "instanthmr_role"  # "capture_rig" | "capture_camera"
+
+
+def collection_name(take_name: str) -> str:
+    return f"{COLLECTION_PREFIX} {take_name}"
+
+
+def armature_name(take_name: str, track_id: int) -> str:
+    return f"{take_name}.person{track_id:02d}"
+
+
+def camera_name(take_name: str) -> str:
+    return f"{take_name}.{CAMERA_SUFFIX}"
+
+
+def action_name(take_name: str, track_id: int) -> str:
+    return f"{armature_name(take_name, track_id)}.{ACTION_SUFFIX}"

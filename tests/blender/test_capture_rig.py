@@ -1,0 +1,298 @@
+"""The capture rig in real Blender: a take goes through the installed add-on's solve and writers, and the
+evaluated armature reproduces the keypoints (CMU mocap round trip, real SAM 3D Body outputs, noise, feet)."""
+
+import math
+from importlib import import_module
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+from bpy_extras.object_utils import world_to_camera_view
+from cmu_take import cmu_take
+from mathutils import Vector
+
+SAM3D_FOCAL = 2535.27
+SAM3D_SIZE = (890, 1920)
+SAM3D_PRINCIPAL = (960.0, 445.0)
+# The round-trip checks: no smoothing, no foot locking, and each side's own bone lengths (the CMU subject's
+# left and right limbs differ by millimetres, which symmetric lengths would average away).
+EXACT = dict(smoothing="off", foot_lock=False, symmetric_lengths=False)
+
+
+@pytest.fixture(scope="module")
+def api(installed_addon):
+    """The add-on's own modules (the installed copy, as users run it)."""
+    base = installed_addon.__name__
+
+    class Api:
+        take = import_module(base + ".instanthmr_blender.take")
+        solve = import_module(base + ".instanthmr_blender.solve")
+        build = import_module(base + ".scene.build")
+        actions = import_module(base + ".scene.actions")
+        naming = import_module(base + ".scene.naming")
+
+    return Api
+
+
+def fresh_scene():
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return bpy.context.scene
+
+
+def take_from_cmu(api, cmu, tmp_path: Path):
+    """The CMU keypoints as a real take, saved and loaded back (the contract between engine and Blender)."""
+    take = api.take.Take.empty(1, cmu.frames, fps=cmu.fps, image_size=cmu.image_size,
+                               focal_length=cmu.focal_length, principal_point=cmu.principal_point,
+                               track_ids=np.array([0]))
+    take.joints_cam[:] = cmu.joints_cam
+    take.valid[:] = cmu.valid
+    path = api.take.save_take(take, tmp_path / "cmu.npz")
+    return api.take.load_take(path)
+
+
+def camera_to_world(camera, points_cam: np.ndarray) -> np.ndarray:
+    """The world contract: camera.matrix_world @ (x, -y, -z) for each camera-space point (..., 3)."""
+    matrix = np.array(camera.matrix_world)
+    flipped = points_cam * np.array([1.0, -1.0, -1.0])
+    return flipped @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def evaluated_joints(rig, scene, scene_frame: int):
+    """World heads and tails of every pose bone at a frame, as Blender evaluates them. (B, 3) each."""
+    scene.frame_set(scene_frame)
+    world = np.array(rig.matrix_world)
+    heads = np.array([tuple(pb.head) for pb in rig.pose.bones])
+    tails = np.array([tuple(pb.tail) for pb in rig.pose.bones])
+    return heads @ world[:3, :3].T + world[:3, 3], tails @ world[:3, :3].T + world[:3, 3]
+
+
+def bone_keypoints(rig, api):
+    heads = np.array([b[api.naming.PROP_MHR70_HEAD] for b in rig.data.bones])
+    tails = np.array([b[api.naming.PROP_MHR70_TAIL] for b in rig.data.bones])
+    return heads, tails
+
+
+def rig_errors(rig, camera, scene, take, api, rows):
+    """Position errors (m) of every bone end that is a keypoint, and direction errors (degrees) of every bone
+    whose two ends are keypoints, over the given take rows."""
+    kp_heads, kp_tails = bone_keypoints(rig, api)
+    positions, directions = [], []
+    for row in rows:
+        target = camera_to_world(camera, take.joints_cam[0, row].astype(float))
+        heads, tails = evaluated_joints(rig, scene, int(take.frames[row]) + 1)
+        for ends, kps in ((heads, kp_heads), (tails, kp_tails)):
+            use = (kps >= 0) & np.isfinite(target[np.maximum(kps, 0)]).all(axis=1)
+            positions.extend(np.linalg.norm(ends[use] - target[kps[use]], axis=1))
+        both = (kp_heads >= 0) & (kp_tails >= 0)
+        known = np.isfinite(target).all(axis=1)
+        both &= known[np.maximum(kp_heads, 0)] & known[np.maximum(kp_tails, 0)]
+        want = target[kp_tails[both]] - target[kp_heads[both]]
+        got = tails[both] - heads[both]
+        cos = np.sum(want * got, 1) / (np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1))
+        directions.extend(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+    return np.array(positions), np.array(directions)
+
+
+def test_cmu_round_trip_puts_the_rig_on_the_keypoints(api, fixtures_dir, tmp_path):
+    scene = fresh_scene()
+    take = take_from_cmu(api, cmu_take(fixtures_dir, step=4), tmp_path)
+    solution = api.solve.solve_take(take, api.solve.SolveOptions(**EXACT))
+    built = api.build.build_capture(bpy.context, take, solution, "cmu")
+    rig = built.rigs[0]
+    positions, directions = rig_errors(rig, built.camera, scene, take, api, range(0, take.num_frames, 7))
+    assert len(positions) > 1000 and len(directions) > 500
+    assert positions.mean() <= 0.002, f"mean joint error {positions.mean() * 1000:.2f} mm"
+    assert np.median(directions) <= 0.5, f"median bone-direction error {np.median(directions):.3f} deg"
+
+
+def test_rig_structure_names_and_keypoint_properties(api, fixtures_dir, tmp_path):
+    fresh_scene()
+    take = take_from_cmu(api, cmu_take(fixtures_dir, step=16), tmp_path)
+    solution = api.solve.solve_take(take, api.solve.SolveOptions(**EXACT))
+    built = api.build.build_capture(bpy.context, take, solution, "cmu")
+    rig = built.rigs[0]
+    assert rig.name == "cmu.person00" and built.collection.name == "InstantHMR cmu"
+    assert rig.name in built.collection.objects and built.camera.name in built.collection.objects
+    names = {b.name for b in rig.data.bones}
+    for expected in ("pelvis", "thigh.L", "shin.R", "upper_arm.L", "forearm.R", "hand.L", "foot.R"):
+        assert any(n.startswith(expected.split(".")[0]) for n in names), expected
+    assert len(names) >= 50  # whole MHR70 set: body, head, five fingers x 3 per hand, feet with heel and toes
+    kp_heads, kp_tails = bone_keypoints(rig, api)
+    assert kp_heads.dtype.kind == "i" and (kp_heads >= -1).all() and (kp_tails < 70).all()
+    assert (kp_heads == -1).any(), "interpolated spine joints have no keypoint"
+    # The rest pose is a T-pose: arms out sideways, legs down.
+    bones = rig.data.bones
+    upper_arm = next(b for b in bones if b.name.startswith("upper_arm") and b.name.endswith(".L"))
+    thigh = next(b for b in bones if b.name.startswith("thigh") and b.name.endswith(".L"))
+    arm_dir = (upper_arm.tail_local - upper_arm.head_local).normalized()
+    leg_dir = (thigh.tail_local - thigh.head_local).normalized()
+    assert arm_dir.x > 0.95 and leg_dir.z < -0.95
+    # Rebuilding the same take replaces the earlier build instead of stacking a second one.
+    again = api.build.build_capture(bpy.context, take, solution, "cmu")
+    assert len([c for c in bpy.data.collections if c.name.startswith("InstantHMR cmu")]) == 1
+    assert again.rigs[0].name == "cmu.person00"
+
+
+def test_keys_are_written_in_bulk_on_this_blenders_action_api(api, fixtures_dir, tmp_path):
+    scene = fresh_scene()
+    take = take_from_cmu(api, cmu_take(fixtures_dir, step=8), tmp_path)
+    solution = api.solve.solve_take(take, api.solve.SolveOptions(**EXACT))
+    rig = api.build.build_capture(bpy.context, take, solution, "cmu").rigs[0]
+    action = rig.animation_data.action
+    if bpy.app.version >= (4, 4, 0):
+        assert len(action.slots) == 1 and rig.animation_data.action_slot == action.slots[0]
+    else:
+        assert len(action.fcurves) > 0
+    curves = api.actions.action_fcurves(rig)
+    person = solution.persons[0]
+    keyed_bones = int(person.keyed.any(axis=0).sum())
+    assert keyed_bones >= 12
+    assert len(curves) == 4 * keyed_bones + 3  # a quaternion per keyed bone and the root's location
+    for curve in curves:
+        bone = curve.data_path.split('"')[1]
+        expected = int(person.keyed[:, person.rest.bone_names.index(bone)].sum())
+        if curve.data_path.endswith("location"):
+            expected = int(person.root_keyed.sum())
+        assert len(curve.keyframe_points) == expected
+        assert all(k.interpolation == "LINEAR" for k in curve.keyframe_points[:5])
+    assert scene.frame_start == int(take.frames[0]) + 1 and scene.frame_end == int(take.frames[-1]) + 1
+    assert abs(scene.render.fps / scene.render.fps_base - take.fps) < 1e-6
+
+
+def test_camera_reproduces_intrinsics_and_the_world_contract(api, fixtures_dir, tmp_path):
+    scene = fresh_scene()
+    take = take_from_cmu(api, cmu_take(fixtures_dir, step=16), tmp_path)
+    solution = api.solve.solve_take(take, api.solve.SolveOptions(**EXACT))
+    built = api.build.build_capture(bpy.context, take, solution, "cmu")
+    assert scene.camera == built.camera
+    height, width = take.image_size
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (width, height)
+    # Project camera-space points mapped through the world contract: they land where the pinhole says.
+    points = take.joints_cam[0, 0][np.isfinite(take.joints_cam[0, 0]).all(1)].astype(float)
+    world = camera_to_world(built.camera, points)
+    for point_cam, point_world in zip(points, world):
+        ndc = world_to_camera_view(scene, built.camera, Vector(point_world))
+        u, v = ndc.x * width, (1 - ndc.y) * height
+        cx, cy = take.principal_point
+        assert abs(u - (cx + take.focal_length * point_cam[0] / point_cam[2])) < 0.05
+        assert abs(v - (cy + take.focal_length * point_cam[1] / point_cam[2])) < 0.05
+        assert abs(ndc.z - point_cam[2]) < 1e-4  # depth along the view axis
+    # The floor is z = 0: the lowest foot keypoints of the clip sit on it.
+    feet = camera_to_world(built.camera, take.joints_cam[0][:, [13, 14, 15, 18]].reshape(-1, 3).astype(float))
+    assert abs(np.nanpercentile(feet[:, 2], 1)) < 0.05
+
+
+def sam3d_take(api, fixtures_dir):
+    files = sorted((fixtures_dir / "sam3d").glob("img_subj*.npz"))
+    take = api.take.Take.empty(len(files), np.array([0]), fps=30.0, image_size=SAM3D_SIZE,
+                               focal_length=SAM3D_FOCAL, principal_point=SAM3D_PRINCIPAL,
+                               track_ids=np.arange(len(files)))
+    for track, path in enumerate(files):
+        data = np.load(path)
+        take.joints_cam[track, 0] = data["pred_keypoints_3d"] + data["pred_cam_t"]
+        take.cam_trans[track, 0] = data["pred_cam_t"]
+        take.joints_2d[track, 0] = data["pred_keypoints_2d"]
+        take.mhr_params[track, 0] = data["mhr_model_params"]
+        take.shape_params[track, 0] = data["shape_params"]
+        take.bbox[track, 0] = data["bbox"]
+        take.valid[track, 0] = True
+    return take
+
+
+def test_sam3d_outputs_land_on_their_3d_and_2d_keypoints(api, fixtures_dir):
+    scene = fresh_scene()
+    take = sam3d_take(api, fixtures_dir)
+    solution = api.solve.solve_take(take, api.solve.SolveOptions(**EXACT))
+    built = api.build.build_capture(bpy.context, take, solution, "sam3d")
+    assert len(built.rigs) == 4
+    assert abs(built.camera.data.lens - SAM3D_FOCAL * 36 / 1920) < 1e-4
+    height, width = SAM3D_SIZE
+    for track, rig in enumerate(built.rigs):
+        target = camera_to_world(built.camera, take.joints_cam[track, 0].astype(float))
+        heads, tails = evaluated_joints(rig, scene, 1)
+        kp_heads, kp_tails = bone_keypoints(rig, api)
+        ends = np.concatenate([heads[kp_heads >= 0], tails[kp_tails >= 0]])
+        kps = np.concatenate([kp_heads[kp_heads >= 0], kp_tails[kp_tails >= 0]])
+        errors = np.linalg.norm(ends - target[kps], axis=1)
+        assert np.median(errors) < 0.002 and errors.max() < 0.01, f"person {track}: {errors.max() * 1000:.1f} mm"
+        pixels = []
+        for point in ends:
+            ndc = world_to_camera_view(scene, built.camera, Vector(point))
+            pixels.append((ndc.x * width, (1 - ndc.y) * height))
+        reprojection = np.linalg.norm(np.array(pixels) - take.joints_2d[track, 0, kps], axis=1)
+        assert np.max(reprojection) <= 2.0, f"person {track}: {np.max(reprojection):.2f} px"
+
+
+def noisy_cmu(api, fixtures_dir, tmp_path, *, seed=0, sigma=0.02):
+    clean = cmu_take(fixtures_dir, step=4)
+    rng = np.random.default_rng(seed)
+    noisy = take_from_cmu(api, clean, tmp_path)
+    noisy.joints_cam = (noisy.joints_cam + rng.normal(0, sigma, noisy.joints_cam.shape)).astype(np.float32)
+    return clean, noisy
+
+
+def test_smoothing_lowers_error_and_jitter_in_blender(api, fixtures_dir, tmp_path):
+    scene = fresh_scene()
+    clean, noisy = noisy_cmu(api, fixtures_dir, tmp_path)
+    rows = range(40, 200)
+    results = {}
+    for smoothing in ("off", "medium"):
+        options = api.solve.SolveOptions(smoothing=smoothing, foot_lock=False)
+        built = api.build.build_capture(bpy.context, noisy, api.solve.solve_take(noisy, options), f"n{smoothing}")
+        rig, camera = built.rigs[0], built.camera
+        wrist = [i for i, b in enumerate(rig.data.bones) if b.get("mhr70_tail") in (41, 62)]
+        ankle = [i for i, b in enumerate(rig.data.bones) if b.get("mhr70_tail") in (13, 14)]
+        tracked = wrist + ankle
+        path, truth = [], []
+        for row in rows:
+            _, tails = evaluated_joints(rig, scene, int(noisy.frames[row]) + 1)
+            path.append(tails[tracked])
+            target = camera_to_world(camera, clean.joints_cam[0, row].astype(float))
+            truth.append(target[[rig.data.bones[i]["mhr70_tail"] for i in tracked]])
+        path, truth = np.array(path), np.array(truth)
+        error = np.linalg.norm(path - truth, axis=-1).mean()
+        jitter = np.linalg.norm(np.diff(path, 2, axis=0), axis=-1).mean()
+        lag = _lag_frames(path, truth)
+        results[smoothing] = (error, jitter, lag)
+    (error_off, jitter_off, _), (error_on, jitter_on, lag_on) = results["off"], results["medium"]
+    assert error_on < error_off, results
+    print(results)
+    assert jitter_on < 0.5 * jitter_off, results
+    assert abs(lag_on) <= 1, results
+
+
+def _lag_frames(path: np.ndarray, truth: np.ndarray, max_lag: int = 5) -> int:
+    """The shift (frames) that best aligns the smoothed path with the truth (positive: the path lags)."""
+    best, best_error = 0, math.inf
+    for lag in range(-max_lag, max_lag + 1):
+        a = path[max(lag, 0): len(path) + min(lag, 0)]
+        b = truth[max(-lag, 0): len(truth) + min(-lag, 0)]
+        error = np.linalg.norm(a - b, axis=-1).mean()
+        if error < best_error:
+            best, best_error = lag, error
+    return best
+
+
+def test_planted_feet_do_not_slide_with_foot_locking(api, fixtures_dir, tmp_path):
+    scene = fresh_scene()
+    _, noisy = noisy_cmu(api, fixtures_dir, tmp_path, seed=1)
+    solution = api.solve.solve_take(noisy, api.solve.SolveOptions(smoothing="medium", foot_lock=True))
+    person = solution.persons[0]
+    rig = api.build.build_capture(bpy.context, noisy, solution, "feet").rigs[0]
+    assert person.contacts.any(axis=0).all(), "both feet should be detected as planted between hops"
+    ankles = {side: next(i for i, b in enumerate(rig.data.bones) if b.get("mhr70_tail") == kp)
+              for side, kp in ((0, 13), (1, 14))}
+    positions = {0: [], 1: []}
+    for row in range(len(person.frames)):
+        _, tails = evaluated_joints(rig, scene, int(person.frames[row]) + 1)
+        for side, bone in ankles.items():
+            positions[side].append(tails[bone])
+    speeds = []
+    for side in (0, 1):
+        xy = np.array(positions[side])[:, :2]
+        planted = person.contacts[:, side]
+        both = planted[1:] & planted[:-1]
+        speeds.extend(np.linalg.norm(np.diff(xy, axis=0), axis=1)[both] * noisy.fps)
+    slide = float(np.mean(speeds))
+    assert slide < 0.01, f"planted feet slide {slide * 100:.2f} cm/s"
