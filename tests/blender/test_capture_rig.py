@@ -2,97 +2,31 @@
 evaluated armature reproduces the keypoints (CMU mocap round trip, real SAM 3D Body outputs, noise, feet)."""
 
 import math
-from importlib import import_module
-from pathlib import Path
 
 import bpy
 import numpy as np
 import pytest
 from bpy_extras.object_utils import world_to_camera_view
+from capture_helpers import (
+    EXACT,
+    SAM3D_FOCAL,
+    SAM3D_SIZE,
+    AddonApi,
+    bone_keypoints,
+    camera_to_world,
+    evaluated_joints,
+    fresh_scene,
+    rig_errors,
+    sam3d_take,
+    take_from_cmu,
+)
 from cmu_take import cmu_take
 from mathutils import Vector
-
-SAM3D_FOCAL = 2535.27
-SAM3D_SIZE = (890, 1920)
-SAM3D_PRINCIPAL = (960.0, 445.0)
-# The round-trip checks: no smoothing, no foot locking, and each side's own bone lengths (the CMU subject's
-# left and right limbs differ by millimetres, which symmetric lengths would average away).
-EXACT = dict(smoothing="off", foot_lock=False, symmetric_lengths=False)
 
 
 @pytest.fixture(scope="module")
 def api(installed_addon):
-    """The add-on's own modules (the installed copy, as users run it)."""
-    base = installed_addon.__name__
-
-    class Api:
-        take = import_module(base + ".instanthmr_blender.take")
-        solve = import_module(base + ".instanthmr_blender.solve")
-        build = import_module(base + ".scene.build")
-        actions = import_module(base + ".scene.actions")
-        naming = import_module(base + ".scene.naming")
-
-    return Api
-
-
-def fresh_scene():
-    bpy.ops.wm.read_homefile(use_empty=True)
-    return bpy.context.scene
-
-
-def take_from_cmu(api, cmu, tmp_path: Path):
-    """The CMU keypoints as a real take, saved and loaded back (the contract between engine and Blender)."""
-    take = api.take.Take.empty(1, cmu.frames, fps=cmu.fps, image_size=cmu.image_size,
-                               focal_length=cmu.focal_length, principal_point=cmu.principal_point,
-                               track_ids=np.array([0]))
-    take.joints_cam[:] = cmu.joints_cam
-    take.valid[:] = cmu.valid
-    path = api.take.save_take(take, tmp_path / "cmu.npz")
-    return api.take.load_take(path)
-
-
-def camera_to_world(camera, points_cam: np.ndarray) -> np.ndarray:
-    """The world contract: camera.matrix_world @ (x, -y, -z) for each camera-space point (..., 3)."""
-    matrix = np.array(camera.matrix_world)
-    flipped = points_cam * np.array([1.0, -1.0, -1.0])
-    return flipped @ matrix[:3, :3].T + matrix[:3, 3]
-
-
-def evaluated_joints(rig, scene, scene_frame: int):
-    """World heads and tails of every pose bone at a frame, as Blender evaluates them. (B, 3) each."""
-    scene.frame_set(scene_frame)
-    world = np.array(rig.matrix_world)
-    heads = np.array([tuple(pb.head) for pb in rig.pose.bones])
-    tails = np.array([tuple(pb.tail) for pb in rig.pose.bones])
-    return heads @ world[:3, :3].T + world[:3, 3], tails @ world[:3, :3].T + world[:3, 3]
-
-
-def bone_keypoints(rig, api):
-    heads = np.array([b[api.naming.PROP_MHR70_HEAD] for b in rig.data.bones])
-    tails = np.array([b[api.naming.PROP_MHR70_TAIL] for b in rig.data.bones])
-    return heads, tails
-
-
-def rig_errors(rig, camera, scene, take, api, rows):
-    """Position errors (m) of every bone end that is a keypoint, and direction errors (degrees) of every bone
-    whose two ends are keypoints, over the given take rows."""
-    kp_heads, kp_tails = bone_keypoints(rig, api)
-    positions, directions = [], []
-    for row in rows:
-        target = camera_to_world(camera, take.joints_cam[0, row].astype(float))
-        heads, tails = evaluated_joints(rig, scene, int(take.frames[row]) + 1)
-        for ends, kps in ((heads, kp_heads), (tails, kp_tails)):
-            use = (kps >= 0) & np.isfinite(target[np.maximum(kps, 0)]).all(axis=1)
-            positions.extend(np.linalg.norm(ends[use] - target[kps[use]], axis=1))
-        both = (kp_heads >= 0) & (kp_tails >= 0)
-        known = np.isfinite(target).all(axis=1)
-        both &= known[np.maximum(kp_heads, 0)] & known[np.maximum(kp_tails, 0)]
-        want = target[kp_tails[both]] - target[kp_heads[both]]
-        got = tails[both] - heads[both]
-        cos = np.sum(want * got, 1) / (np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1))
-        directions.extend(np.degrees(np.arccos(np.clip(cos, -1, 1))))
-    return np.array(positions), np.array(directions)
-
+    return AddonApi(installed_addon)
 
 def test_cmu_round_trip_puts_the_rig_on_the_keypoints(api, fixtures_dir, tmp_path):
     scene = fresh_scene()
@@ -181,23 +115,6 @@ def test_camera_reproduces_intrinsics_and_the_world_contract(api, fixtures_dir, 
     # The floor is z = 0: the lowest foot keypoints of the clip sit on it.
     feet = camera_to_world(built.camera, take.joints_cam[0][:, [13, 14, 15, 18]].reshape(-1, 3).astype(float))
     assert abs(np.nanpercentile(feet[:, 2], 1)) < 0.05
-
-
-def sam3d_take(api, fixtures_dir):
-    files = sorted((fixtures_dir / "sam3d").glob("img_subj*.npz"))
-    take = api.take.Take.empty(len(files), np.array([0]), fps=30.0, image_size=SAM3D_SIZE,
-                               focal_length=SAM3D_FOCAL, principal_point=SAM3D_PRINCIPAL,
-                               track_ids=np.arange(len(files)))
-    for track, path in enumerate(files):
-        data = np.load(path)
-        take.joints_cam[track, 0] = data["pred_keypoints_3d"] + data["pred_cam_t"]
-        take.cam_trans[track, 0] = data["pred_cam_t"]
-        take.joints_2d[track, 0] = data["pred_keypoints_2d"]
-        take.mhr_params[track, 0] = data["mhr_model_params"]
-        take.shape_params[track, 0] = data["shape_params"]
-        take.bbox[track, 0] = data["bbox"]
-        take.valid[track, 0] = True
-    return take
 
 
 def test_sam3d_outputs_land_on_their_3d_and_2d_keypoints(api, fixtures_dir):
