@@ -174,7 +174,6 @@ def test_smoothing_lowers_error_and_jitter_in_blender(api, fixtures_dir, tmp_pat
         results[smoothing] = (error, jitter, lag)
     (error_off, jitter_off, _), (error_on, jitter_on, lag_on) = results["off"], results["medium"]
     assert error_on < error_off, results
-    print(results)
     assert jitter_on < 0.5 * jitter_off, results
     assert abs(lag_on) <= 1, results
 
