@@ -55,7 +55,11 @@ def _enable_addon():
         addon_utils.enable(module_name, default_set=True, handle_error=errors.append)
         if errors or module_name not in sys.modules:
             reason = errors[0] if errors else "unknown error"
-            raise SystemExit(f"capture: error: the InstantHMR extension could not be enabled: {reason}")
+            hint = ""
+            if isinstance(reason, ImportError) and reason.name in ("onnxruntime", "cv2"):
+                hint = (" (its bundled libraries are installed with the extension: install the built zip, see "
+                        "tools/build_extension.py, or run a source checkout in the dev venv: tools/capture.sh)")
+            raise SystemExit(f"capture: error: the InstantHMR extension could not be enabled: {reason}{hint}")
     return sys.modules[module_name]
 
 

@@ -1,65 +1,208 @@
-"""The synchronous command-line capture behind capture.py: parse options, check inputs and models, run.
+"""The synchronous command-line capture behind capture.py: parse options, check inputs and models, capture (or
+load a take), solve, build the scene, save the .blend and export.
 
-Runs inside Blender (the add-on is enabled by capture.py), prints text progress, and returns an exit status
-instead of raising: 0 success, 1 capture failure, 2 bad input or missing model files.
+Runs inside Blender (capture.py enables the add-on first), prints text progress, and returns an exit status
+instead of raising: 0 success, 1 a capture or processing failure, 2 bad input or missing model files.
 """
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from .ui.preferences import MODEL_PATH_PROPERTIES, get_preferences, model_folder, model_path
+import bpy
+
+from .instanthmr_blender.frames import FrameSourceError
+from .instanthmr_blender.model_files import KNOWN_MODELS, ModelDownloadError
+from .instanthmr_blender.pipeline import CaptureError, CaptureSettings, Progress, capture
+from .instanthmr_blender.runtime import ModelError
+from .instanthmr_blender.solve import SolveError, SolveOptions
+from .instanthmr_blender.take import TakeError, load_take, save_take
+from .scene import workflow
+from .scene.build import take_name_from_path
+from .scene.export import ExportError, export_capture, export_format
+from .ui.preferences import detector_model_path, get_preferences, model_path
+
+DEVICES = ("auto", "cpu", "cuda", "coreml", "directml")
+# Errors whose message tells the user what to fix in the input: exit status 2.
+INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError)
 
 
 class UsageError(Exception):
     """Bad input the user can fix: printed as one line, exit status 2."""
 
 
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise argparse.ArgumentTypeError("use on or off")
+    return value == "on"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="capture.py",
-        description="Markerless motion capture from a video into a .blend (InstantHMR for Blender).",
-        epilog="Inside Blender: blender -b -P capture.py -- clip.mp4 [options]",
+        description="Markerless motion capture from a video into a .blend (InstantHMR for Blender): one animated "
+        "capture rig per person, a camera matched to the video, optional exports.",
+        epilog="Inside Blender: blender -b -P capture.py -- clip.mp4 [options]. Exit status: 0 done, 1 the capture "
+        "failed, 2 bad input or missing model files.",
     )
-    parser.add_argument("clip", help="video file, image-sequence folder or printf pattern, or an image")
-    parser.add_argument("--out", metavar="OUT.blend", help="where to save the .blend (default: beside the clip)")
-    parser.add_argument("--model", metavar="PATH", help="InstantHMR ONNX file (default: from the model folder)")
-    parser.add_argument("--detector-model", metavar="PATH", help="RF-DETR ONNX file (default: from the model folder)")
-    parser.add_argument("--model-dir", metavar="DIR", help="folder holding the model files")
+    parser.add_argument("clip", nargs="?", help="video file, image-sequence folder or printf pattern (frame_%%04d.png)")
+    source = parser.add_argument_group("input")
+    source.add_argument("--image", metavar="PATH", help="capture a single image instead of a clip")
+    source.add_argument("--take", metavar="IN.npz", help="solve a saved take instead of running the models")
+    source.add_argument("--start", type=int, default=0, help="first source frame (default 0)")
+    source.add_argument("--end", type=int, default=None, help="source frame to stop before (default: the end)")
+    source.add_argument("--frame-skip", type=int, default=1, metavar="N",
+                        help="process every Nth frame (default 1: every frame)")
+    source.add_argument("--fps", type=float, default=30.0, help="frame rate of image sequences (default 30)")
+    models = parser.add_argument_group("models")
+    models.add_argument("--model", metavar="PATH", help="InstantHMR ONNX file (default: from the model folder)")
+    models.add_argument("--model-dir", metavar="DIR", help="folder holding the model files")
+    models.add_argument("--device", choices=DEVICES, default=None,
+                        help="where the models run (default: the add-on preference, else auto)")
+    models.add_argument("--threads", type=int, default=None, help="CPU threads per model (0: automatic)")
+    models.add_argument("--detector", choices=("onnx", "rfdetr"), default="onnx",
+                        help="RF-DETR as ONNX (default, no PyTorch) or the rfdetr PyTorch package")
+    models.add_argument("--detector-model", metavar="PATH", help="RF-DETR ONNX file (default: from the model folder)")
+    models.add_argument("--detector-variant", choices=("nano", "small", "medium", "large"), default="nano")
+    models.add_argument("--det-confidence", type=float, default=0.5, help="minimum person score (default 0.5)")
+    models.add_argument("--detector-stride", type=int, default=1, metavar="N",
+                        help="run the detector every Nth frame; boxes follow keypoints in between (default 1)")
+    models.add_argument("--max-persons", type=int, default=2, help="most people per frame (default 2)")
+    models.add_argument("--min-track-length", type=int, default=5, help="drop people seen in fewer frames (5)")
+    models.add_argument("--no-batch-persons", action="store_true", help="run InstantHMR one person at a time")
+    solve = parser.add_argument_group("solve")
+    solve.add_argument("--smoothing", choices=("off", "light", "medium", "strong"), default="medium")
+    solve.add_argument("--smoothing-method", choices=("zero_lag", "one_euro"), default="zero_lag")
+    solve.add_argument("--foot-lock", type=_on_off, default=True, metavar="on|off", help="lock planted feet (on)")
+    solve.add_argument("--symmetric-lengths", type=_on_off, default=True, metavar="on|off",
+                       help="same length for left and right limbs (on)")
+    solve.add_argument("--floor", choices=("auto", "none"), default="auto",
+                       help="fit the floor to the feet (auto) or take gravity from the camera (none)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", metavar="OUT.blend", help="the .blend to write (default: ./<clip name>.blend)")
+    output.add_argument("--save-take", metavar="OUT.npz", help="also save the take (re-solve later with --take)")
+    output.add_argument("--export", action="append", default=[], metavar="OUT.bvh|.fbx|.glb",
+                        help="export the rigs (repeatable); BVH writes one file per person")
+    output.add_argument("--export-per-person", action="store_true", help="one FBX/glTF file per person")
+    output.add_argument("--no-background", action="store_true", help="no video behind the camera")
     return parser
 
 
-def _required_models(args, prefs) -> dict[str, Path]:
-    overrides = {"instanthmr": args.model, "rfdetr-nano": args.detector_model}
-    folder = Path(args.model_dir) if args.model_dir else None
-    paths = {}
-    for name in MODEL_PATH_PROPERTIES:
-        if overrides.get(name):
-            paths[name] = Path(overrides[name])
-        elif folder is not None:
-            from .instanthmr_blender.model_files import KNOWN_MODELS
+def _print(message: str) -> None:
+    print(message, flush=True)
 
-            paths[name] = folder / KNOWN_MODELS[name].filename
-        else:
-            paths[name] = model_path(prefs, name)
-    return paths
+
+class _ProgressPrinter:
+    """Text progress at most once a second (and at the end)."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if now - self.last < 1.0 and progress.frames_done < progress.frames_total:
+            return
+        self.last = now
+        from .operators.capture import status_text
+
+        _print(f"capture: {status_text(progress)}")
+
+
+def _model_paths(args, prefs) -> tuple[Path, Path | None]:
+    folder = Path(args.model_dir) if args.model_dir else None
+    if args.model:
+        hmr = Path(args.model)
+    elif folder is not None:
+        hmr = folder / KNOWN_MODELS["instanthmr"].filename
+    else:
+        hmr = model_path(prefs, "instanthmr")
+    if args.detector != "onnx":
+        return hmr, None
+    if args.detector_model:
+        detector = Path(args.detector_model)
+    elif folder is not None:
+        spec = KNOWN_MODELS.get(f"rfdetr-{args.detector_variant}", KNOWN_MODELS["rfdetr-nano"])
+        detector = folder / spec.filename
+    else:
+        detector = detector_model_path(prefs, args.detector_variant)
+    return hmr, detector
+
+
+def _capture(args, clip: str, prefs):
+    hmr, detector = _model_paths(args, prefs)
+    missing = [(name, path) for name, path in (("instanthmr", hmr), ("detector", detector))
+               if path is not None and not path.is_file()]
+    if missing:
+        listed = "; ".join(f"{name} expected at {path}" for name, path in missing)
+        raise UsageError(f"model files missing: {listed}. Put them there (or pass --model-dir, --model, "
+                         "--detector-model); see the README's 'Model files' section")
+    settings = CaptureSettings(
+        source=clip, start=args.start, end=args.end, step=args.frame_skip, fps=args.fps,
+        detector_backend="onnx" if args.detector == "onnx" else "torch",
+        detector_model=str(detector or ""), detector_variant=args.detector_variant,
+        det_confidence=args.det_confidence, detector_stride=args.detector_stride,
+        hmr_model=str(hmr), max_persons=args.max_persons, min_track_length=args.min_track_length,
+        batch_persons=not args.no_batch_persons,
+        device=args.device or prefs.default_device or "auto",
+        threads=prefs.threads if args.threads is None else args.threads,
+    )
+    started = time.monotonic()
+    take = capture(settings, progress=_ProgressPrinter(), log=lambda line: _print(f"capture: {line}"))
+    _print(f"capture: {_people(take.num_tracks)} tracked over {take.num_frames} frames "
+           f"in {time.monotonic() - started:.1f} s")
+    return take
+
+
+def _people(count: int) -> str:
+    return f"{count} person" if count == 1 else f"{count} people"
+
+
+def _clear_default_scene() -> None:
+    # A headless Blender starts with the default cube, light and camera: the capture file should hold the capture.
+    if bpy.data.filepath:
+        return
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
 
 
 def run(args) -> int:
-    clip = Path(args.clip)
-    if not clip.exists() and "%" not in clip.name:
-        raise UsageError(f"{clip}: no such file or folder")
+    clip = args.image or args.clip
+    if args.image and args.clip:
+        raise UsageError("give either a clip or --image, not both")
+    if not clip and not args.take:
+        raise UsageError("nothing to capture: give a clip, --image PATH or --take IN.npz")
+    for path in args.export:
+        export_format(path)  # fail now, not after a long capture
     prefs = get_preferences()
-    missing = {name: path for name, path in _required_models(args, prefs).items() if not path.is_file()}
-    if missing:
-        listed = "; ".join(f"{name} expected at {path}" for name, path in missing.items())
-        raise UsageError(
-            f"model files missing: {listed}. Put them in {model_folder(prefs)} (or pass --model-dir, --model, "
-            "--detector-model); see the README's 'Model files' section"
-        )
-    # The capture engine is not part of the extension yet: say so rather than pretend.
-    print("capture: error: the capture engine is not available in this version of the extension", file=sys.stderr)
-    return 1
+    if args.take:
+        take = load_take(args.take)
+        _print(f"capture: loaded take {args.take} ({_people(take.num_tracks)}, {take.num_frames} frames)")
+        clip = clip or take.source
+    else:
+        if not Path(clip).exists() and "%" not in Path(clip).name:
+            raise UsageError(f"{clip}: no such file or folder")
+        take = _capture(args, clip, prefs)
+    written = []
+    if args.save_take:
+        Path(args.save_take).parent.mkdir(parents=True, exist_ok=True)
+        written.append(save_take(take, args.save_take))
+    options = SolveOptions(smoothing=args.smoothing, smoothing_method=args.smoothing_method,
+                           foot_lock=args.foot_lock, symmetric_lengths=args.symmetric_lengths, floor=args.floor)
+    _clear_default_scene()
+    background = None if args.no_background or not clip or not Path(clip).exists() else str(Path(clip).resolve())
+    name = take_name_from_path(clip or args.take)
+    built = workflow.build_from_take(bpy.context, take, name, options, background=background)
+    out = Path(args.out) if args.out else Path.cwd() / f"{name}.blend"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path in args.export:
+        written.extend(export_capture(bpy.context, built.rigs, path, per_person=args.export_per_person))
+    bpy.ops.wm.save_as_mainfile(filepath=str(out.resolve()), check_existing=False)
+    written.insert(0, out)
+    _print(f"capture: built a capture rig for {_people(len(built.rigs))}")
+    for path in written:
+        _print(f"wrote {path}")
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -70,6 +213,9 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0)
     try:
         return run(args)
-    except UsageError as exc:
-        print(f"capture: error: {exc}", file=sys.stderr)
+    except (UsageError, *INPUT_ERRORS) as exc:
+        print(f"capture: error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except (CaptureError, SolveError, ValueError, OSError) as exc:
+        print(f"capture: error: {exc}", file=sys.stderr, flush=True)
+        return 1

@@ -1,9 +1,9 @@
 """The N-panel "Capture from video" (3D viewport sidebar), its property groups and the add-on preferences."""
 
 from .. import registration
-from . import panel, preferences
+from . import panel, preferences, properties
 
-_MODULES = (preferences, panel)
+_MODULES = (properties, preferences, panel)
 
 if "_LOADED" in globals():
     _MODULES = registration.reload_modules(_MODULES)

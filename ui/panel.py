@@ -1,26 +1,127 @@
-"""The "Capture from video" panel in the 3D viewport's sidebar (N-panel), tab "InstantHMR"."""
+"""The "Capture from video" panel in the 3D viewport's sidebar (N-panel), tab "InstantHMR", and its sub-panels."""
 
 import bpy
 
-from .preferences import MODEL_PATH_PROPERTIES, get_preferences, model_path
+from .preferences import detector_model_path, get_preferences, model_path
+
+GPU_HINT = "No GPU provider in this ONNX Runtime: models run on the CPU"
 
 
-class VIEW3D_PT_instanthmr_capture(bpy.types.Panel):
+class _CapturePanel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "InstantHMR"
+
+
+class VIEW3D_PT_instanthmr_capture(_CapturePanel, bpy.types.Panel):
     bl_label = "Capture from video"
 
     def draw(self, context):
         layout = self.layout
+        settings = context.scene.instanthmr
+        progress = context.window_manager.instanthmr_progress
         prefs = get_preferences(context)
-        missing = [name for name in MODEL_PATH_PROPERTIES if not model_path(prefs, name).is_file()]
+        missing = [p.name for p, needed in ((model_path(prefs, "instanthmr"), True),
+                                            (detector_model_path(prefs, settings.detector_variant),
+                                             settings.detector_backend == "onnx"))
+                   if needed and not p.is_file()]
         if missing:
             box = layout.box()
             box.label(text="Model files missing: " + ", ".join(missing), icon="ERROR")
-            box.label(text="Set them in the add-on preferences")
-        layout.operator("instanthmr.check_models", icon="VIEWZOOM")
+            box.operator("preferences.addon_show", text="Open Preferences").module = prefs.bl_idname
+        layout.prop(settings, "clip")
+        row = layout.row(align=True)
+        row.prop(settings, "frame_start")
+        row.prop(settings, "frame_end")
+        row.prop(settings, "frame_step")
+        if progress.running:
+            layout.progress(factor=progress.factor, type="BAR", text=progress.status)
+            layout.operator("instanthmr.cancel_capture", icon="CANCEL")
+        else:
+            layout.operator("instanthmr.capture", icon="REC")
+            if progress.status:
+                layout.label(text=progress.status)
 
 
-classes = (VIEW3D_PT_instanthmr_capture,)
+class VIEW3D_PT_instanthmr_people(_CapturePanel, bpy.types.Panel):
+    bl_label = "People"
+    bl_parent_id = "VIEW3D_PT_instanthmr_capture"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.instanthmr
+        row = layout.row(align=True)
+        row.prop(settings, "max_persons")
+        row.prop(settings, "min_track_length")
+        if len(settings.people):
+            layout.template_list("INSTANTHMR_UL_people", "", settings, "people", settings, "people_index", rows=3)
+            layout.operator("instanthmr.rebuild_from_take", text="Keep ticked people", icon="FILE_REFRESH")
+
+
+class INSTANTHMR_UL_people(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
+        row = layout.row(align=True)
+        row.prop(item, "keep", text="")
+        row.label(text=f"Person {item.track_id}", icon="ARMATURE_DATA")
+        row.label(text=f"frames {item.first_frame}-{item.last_frame} ({item.frame_count})")
+
+
+class VIEW3D_PT_instanthmr_detector(_CapturePanel, bpy.types.Panel):
+    bl_label = "Detector and device"
+    bl_parent_id = "VIEW3D_PT_instanthmr_capture"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        from ..instanthmr_blender.runtime import available_devices
+
+        layout = self.layout
+        settings = context.scene.instanthmr
+        layout.prop(settings, "detector_backend")
+        if settings.detector_backend == "torch":
+            layout.prop(settings, "detector_variant")
+        layout.prop(settings, "det_confidence")
+        layout.prop(settings, "detector_stride")
+        layout.prop(settings, "device")
+        if not set(available_devices()) - {"auto", "cpu"}:
+            layout.label(text=GPU_HINT, icon="INFO")
+
+
+class VIEW3D_PT_instanthmr_motion(_CapturePanel, bpy.types.Panel):
+    bl_label = "Smoothing and feet"
+    bl_parent_id = "VIEW3D_PT_instanthmr_capture"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.instanthmr
+        layout.prop(settings, "smoothing")
+        if settings.smoothing != "off":
+            layout.prop(settings, "smoothing_method")
+        layout.prop(settings, "foot_lock")
+        layout.prop(settings, "symmetric_lengths")
+
+
+class VIEW3D_PT_instanthmr_output(_CapturePanel, bpy.types.Panel):
+    bl_label = "Output"
+    bl_parent_id = "VIEW3D_PT_instanthmr_capture"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.instanthmr
+        layout.prop(settings, "camera_background")
+        layout.prop(settings, "take_path")
+        layout.operator("instanthmr.rebuild_from_take", icon="FILE_REFRESH")
+        layout.separator()
+        layout.prop(settings, "export_path")
+        layout.prop(settings, "export_per_person")
+        layout.operator("instanthmr.export", icon="EXPORT")
+
+
+classes = (
+    VIEW3D_PT_instanthmr_capture,
+    INSTANTHMR_UL_people,
+    VIEW3D_PT_instanthmr_people,
+    VIEW3D_PT_instanthmr_detector,
+    VIEW3D_PT_instanthmr_motion,
+    VIEW3D_PT_instanthmr_output,
+)
 register, unregister = bpy.utils.register_classes_factory(classes)

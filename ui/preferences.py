@@ -1,4 +1,5 @@
-"""Add-on preferences: where the model files live (a folder, or one path per model)."""
+"""Add-on preferences: where the model files live (a folder, or one path per model), downloads, default device,
+threads."""
 
 from pathlib import Path
 
@@ -7,8 +8,17 @@ import bpy
 # The extension's own package (`bl_ext.<repo>.instanthmr`): preferences are keyed by it, never by a literal.
 ADDON_PACKAGE = __package__.rpartition(".")[0]
 
-# Model name in the engine's registry -> the preference that can point at a file directly.
-MODEL_PATH_PROPERTIES = {"instanthmr": "instanthmr_path", "rfdetr-nano": "detector_path"}
+# Models the capture needs, in the engine's registry; the detector file depends on the chosen variant.
+DOWNLOADABLE_MODELS = ("instanthmr", "rfdetr-nano")
+
+
+def _device_items(self, context):
+    from ..instanthmr_blender.runtime import available_devices
+
+    items = [(name, name.upper() if name != "auto" else "Automatic", f"Default device: {name}")
+             for name in available_devices()]
+    _device_items.cache = items
+    return items
 
 
 class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
@@ -29,10 +39,16 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
     )
     detector_path: bpy.props.StringProperty(
         name="Detector model",
-        description="Path of an RF-DETR ONNX export. Empty: look for it in the model folder",
+        description="Path of an RF-DETR ONNX export. Empty: rfdetr-<variant>.onnx in the model folder",
         subtype="FILE_PATH",
         default="",
     )
+    default_device: bpy.props.EnumProperty(
+        name="Default device", items=_device_items,
+        description="Where the models run unless a capture picks another device (only those available here)")
+    threads: bpy.props.IntProperty(
+        name="Threads", default=0, min=0, max=64,
+        description="CPU threads per model (0: let ONNX Runtime decide); lower it to keep Blender snappy")
 
     def draw(self, context):
         layout = self.layout
@@ -41,13 +57,24 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
         layout.prop(self, "instanthmr_path")
         layout.prop(self, "detector_path")
         column = layout.column(align=True)
-        for name in MODEL_PATH_PROPERTIES:
-            path = model_path(self, name)
+        for name, path in (("InstantHMR", model_path(self, "instanthmr")),
+                           ("Detector", detector_model_path(self, "nano"))):
             if path.is_file():
                 column.label(text=f"{name}: {path}", icon="CHECKMARK")
             else:
                 column.label(text=f"{name}: missing ({path})", icon="ERROR")
-        layout.operator("instanthmr.check_models", icon="VIEWZOOM")
+        row = layout.row()
+        row.operator("instanthmr.check_models", icon="VIEWZOOM")
+        if bpy.app.online_access:
+            row.operator("instanthmr.download_models", icon="IMPORT")
+        else:
+            layout.label(text="Downloads need Blender's online access (Preferences > System > Network)",
+                         icon="INFO")
+        progress = context.window_manager.instanthmr_download
+        if progress.running:
+            layout.progress(factor=progress.factor, text=progress.status)
+        layout.prop(self, "default_device")
+        layout.prop(self, "threads")
 
 
 def get_preferences(context=None) -> INSTANTHMR_AP_preferences:
@@ -66,13 +93,23 @@ def model_folder(prefs: INSTANTHMR_AP_preferences, *, create: bool = False) -> P
 
 
 def model_path(prefs: INSTANTHMR_AP_preferences, name: str) -> Path:
-    """Where model `name` is expected: its own preference when set, else its file name in the model folder."""
+    """Where model `name` of the engine's registry is expected: its own preference for InstantHMR when set,
+    else its file name in the model folder."""
     from ..instanthmr_blender.model_files import KNOWN_MODELS
 
-    explicit = getattr(prefs, MODEL_PATH_PROPERTIES.get(name, ""), "")
-    if explicit:
-        return Path(bpy.path.abspath(explicit))
+    if name == "instanthmr" and prefs.instanthmr_path:
+        return Path(bpy.path.abspath(prefs.instanthmr_path))
     return model_folder(prefs) / KNOWN_MODELS[name].filename
+
+
+def detector_model_path(prefs: INSTANTHMR_AP_preferences, variant: str) -> Path:
+    """The RF-DETR ONNX file: the preference when set, else `rfdetr-<variant>.onnx` in the model folder."""
+    from ..instanthmr_blender.model_files import KNOWN_MODELS
+
+    if prefs.detector_path:
+        return Path(bpy.path.abspath(prefs.detector_path))
+    spec = KNOWN_MODELS.get(f"rfdetr-{variant}", KNOWN_MODELS["rfdetr-nano"])
+    return model_folder(prefs) / spec.filename
 
 
 classes = (INSTANTHMR_AP_preferences,)

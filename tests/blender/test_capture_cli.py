@@ -8,13 +8,16 @@ from pathlib import Path
 
 from conftest import ADDON_ID, REPO_ROOT
 
+# A source checkout runs in the dev venv (bpy + the runtime libraries): the README's first command.
+DEV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 
-def run_capture(script: Path, *args: str, user_dir: Path | None = None) -> subprocess.CompletedProcess:
+
+def run_capture(script: Path, *args: str, user_dir: Path | None = None, python=None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     if user_dir is not None:
         env["BLENDER_USER_RESOURCES"] = str(user_dir)
-    return subprocess.run([sys.executable, str(script), *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(python or DEV_PYTHON), str(script), *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_help_lists_the_options(tmp_path):
@@ -37,7 +40,8 @@ def test_source_checkout_registers_the_extension_and_names_the_missing_models(tm
 def test_installed_extension_capture_script_works_the_same(installed_addon, fixtures_dir):
     installed = Path(os.environ["BLENDER_USER_RESOURCES"]) / "extensions" / "user_default" / ADDON_ID
     clip = fixtures_dir / "video" / "one_person_lab.mp4"
-    result = run_capture(installed / "capture.py", str(clip), "--model-dir", str(REPO_ROOT / "no-such-dir"))
+    result = run_capture(installed / "capture.py", str(clip), "--model-dir", str(REPO_ROOT / "no-such-dir"),
+                         python=sys.executable)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "model files missing" in result.stderr and "no-such-dir" in result.stderr
 

@@ -1,0 +1,58 @@
+"""Rebuild the scene from a saved take with other smoothing, feet or output settings: no models are run."""
+
+from pathlib import Path
+
+import bpy
+
+from ..instanthmr_blender.solve import SolveError
+from ..instanthmr_blender.take import TakeError, load_take
+from ..scene import workflow
+from ..scene.build import take_name_from_path
+
+
+def rebuild_from_take(context, path: str | None = None):
+    """Load the scene's take (or `path`), solve it with the scene's settings and rebuild the capture, keeping
+    only the people ticked in the list. Raises TakeError / SolveError / ValueError with a readable message."""
+    settings = context.scene.instanthmr
+    take_path = Path(bpy.path.abspath(path or settings.take_path)) if (path or settings.take_path) else None
+    if take_path is None:
+        raise TakeError("No take to rebuild from: capture a clip first or pick a take file")
+    take = load_take(take_path)
+    keep = workflow.kept_track_ids(settings)
+    known = {item.track_id for item in settings.people}
+    if not known or known != {int(t) for t in take.track_ids}:
+        # A different take than the list shows: list its people, everyone kept.
+        workflow.fill_people(settings, take)
+        keep = None
+    source = take.source or str(take_path)
+    background = take.source if (settings.camera_background and take.source and Path(take.source).exists()) else None
+    name = take_name_from_path(source)
+    return workflow.build_from_take(context, take, name, workflow.solve_options(settings), background=background,
+                                    track_ids=keep)
+
+
+class INSTANTHMR_OT_rebuild_from_take(bpy.types.Operator):
+    """Rebuild the capture rigs from the saved take with the current smoothing, feet and output settings
+    (no models are run)"""
+
+    bl_idname = "instanthmr.rebuild_from_take"
+    bl_label = "Rebuild from Take"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"},
+                                       description="Take file (.npz); empty: the scene's take")
+
+    def execute(self, context):
+        try:
+            built = rebuild_from_take(context, self.filepath or None)
+        except (TakeError, SolveError, ValueError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if self.filepath:
+            context.scene.instanthmr.take_path = self.filepath
+        self.report({"INFO"}, f"Rebuilt {len(built.rigs)} people from the take")
+        return {"FINISHED"}
+
+
+classes = (INSTANTHMR_OT_rebuild_from_take,)
+register, unregister = bpy.utils.register_classes_factory(classes)

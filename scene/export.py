@@ -1,0 +1,91 @@
+"""Export capture rigs through Blender's own exporters (BVH, FBX, glTF), with root motion."""
+
+from pathlib import Path
+
+import bpy
+
+FORMATS = {".bvh": "BVH", ".fbx": "FBX", ".glb": "GLB", ".gltf": "GLTF"}
+
+
+class ExportError(ValueError):
+    pass
+
+
+def export_format(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ExportError(f"{path}: unknown export format {suffix or '(none)'}: use .bvh, .fbx, .glb or .gltf")
+    return FORMATS[suffix]
+
+
+def _per_person_path(path: Path, rig: bpy.types.Object, count: int) -> Path:
+    if count == 1:
+        return path
+    return path.with_name(f"{path.stem}.{rig.name.rsplit('.', 1)[-1]}{path.suffix}")
+
+
+def _select_only(context, objects) -> None:
+    for obj in context.view_layer.objects:
+        obj.select_set(False)
+    for obj in objects:
+        obj.select_set(True)
+    context.view_layer.objects.active = objects[0]
+
+
+def _frame_range(rig) -> tuple[int, int]:
+    action = rig.animation_data.action if rig.animation_data else None
+    if action is None:
+        scene = bpy.context.scene
+        return scene.frame_start, scene.frame_end
+    start, end = action.frame_range
+    return int(round(start)), int(round(end))
+
+
+def _export_one(context, rigs: list, path: Path, fmt: str) -> None:
+    _select_only(context, rigs)
+    if fmt == "BVH":
+        start, end = _frame_range(rigs[0])
+        result = bpy.ops.export_anim.bvh(filepath=str(path), frame_start=start, frame_end=end,
+                                         rotate_mode="NATIVE", root_transform_only=False)
+    elif fmt == "FBX":
+        result = bpy.ops.export_scene.fbx(filepath=str(path), use_selection=True, object_types={"ARMATURE"},
+                                          add_leaf_bones=False, bake_anim=True, bake_anim_use_all_actions=False,
+                                          bake_anim_use_nla_strips=False, bake_anim_simplify_factor=0.0)
+    else:
+        result = bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB" if fmt == "GLB" else "GLTF_SEPARATE",
+                                           use_selection=True, export_animations=True, export_force_sampling=True)
+    if result != {"FINISHED"} or not path.exists():
+        raise ExportError(f"{path}: Blender's {fmt} exporter did not write the file")
+
+
+def export_capture(context, rigs: list, path: str, *, per_person: bool = False) -> list[Path]:
+    """Write the rigs' animation to path; BVH (one skeleton per file) is always one file per person.
+
+    Several people in one FBX/glTF unless per_person; per-person files are named `<stem>.personNN<ext>`.
+    Returns the files written."""
+    if not rigs:
+        raise ExportError("nothing to export: the capture has no rig")
+    target = Path(bpy.path.abspath(path))
+    fmt = export_format(str(target))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    previous_selection = [obj for obj in context.view_layer.objects if obj.select_get()]
+    previous_active = context.view_layer.objects.active
+    written = []
+    try:
+        if fmt == "BVH" or per_person:
+            for rig in rigs:
+                out = _per_person_path(target, rig, len(rigs))
+                _export_one(context, [rig], out, fmt)
+                written.append(out)
+        else:
+            _export_one(context, list(rigs), target, fmt)
+            written.append(target)
+    finally:
+        _select_only_restore(context, previous_selection, previous_active)
+    return written
+
+
+def _select_only_restore(context, selection, active) -> None:
+    for obj in context.view_layer.objects:
+        obj.select_set(obj in selection)
+    context.view_layer.objects.active = active

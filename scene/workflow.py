@@ -1,0 +1,60 @@
+"""From a take to a built scene, shared by the capture operator, "Rebuild from take" and the command line:
+solve options, where takes are saved, solve + build, and the list of tracked people."""
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..instanthmr_blender.solve import SolveOptions, solve_take
+from . import build
+
+
+def solve_options(settings) -> SolveOptions:
+    """SolveOptions from anything with the capture settings' names (the scene's settings, CLI arguments)."""
+    return SolveOptions(
+        smoothing=settings.smoothing,
+        smoothing_method=settings.smoothing_method,
+        foot_lock=bool(settings.foot_lock),
+        symmetric_lengths=bool(settings.symmetric_lengths),
+    )
+
+
+def default_take_path(clip: str, addon_package: str) -> Path:
+    """Beside the .blend when it is saved, else in the extension's user folder; named after the clip."""
+    stem = Path(clip.replace("%", "_")).stem or "take"
+    if bpy.data.filepath:
+        return Path(bpy.path.abspath("//")) / f"{stem}.take.npz"
+    return Path(bpy.utils.extension_path_user(addon_package, path="takes", create=True)) / f"{stem}.take.npz"
+
+
+def build_from_take(context, take, take_name: str, options: SolveOptions, *, background: str | None = None,
+                    track_ids: list[int] | None = None) -> build.CaptureObjects:
+    """Solve the take and write it into the scene (replacing an earlier build of the same name)."""
+    solution = solve_take(take, options)
+    if not solution.persons:
+        raise ValueError(f"take {take_name!r} has nobody to build: no tracked person shows hips and neck")
+    return build.build_capture(context, take, solution, take_name, background=background, track_ids=track_ids)
+
+
+def fill_people(settings, take, keep: set[int] | None = None) -> None:
+    """Refresh the panel's list of tracked people (frame ranges in scene frames) from a take."""
+    settings.people.clear()
+    scene_frames = build.scene_frames(take.frames)
+    for row, track_id in enumerate(take.track_ids):
+        seen = np.flatnonzero(take.valid[row])
+        if len(seen) == 0:
+            continue
+        item = settings.people.add()
+        item.track_id = int(track_id)
+        item.first_frame = int(scene_frames[seen[0]])
+        item.last_frame = int(scene_frames[seen[-1]])
+        item.frame_count = len(seen)
+        item.keep = keep is None or int(track_id) in keep
+
+
+def kept_track_ids(settings) -> list[int] | None:
+    """Track ids ticked in the people list (None when the list is empty: keep everyone)."""
+    if len(settings.people) == 0:
+        return None
+    return [item.track_id for item in settings.people if item.keep]

@@ -1,0 +1,121 @@
+"""Property groups: the capture settings stored on the scene, the tracked people of the last take, and the
+progress of a running capture (on the window manager: runtime state, never saved in the .blend)."""
+
+import bpy
+
+SMOOTHING_ITEMS = [
+    ("off", "Off", "Keep the raw per-frame solve (every jitter stays)"),
+    ("light", "Light", "Remove high-frequency jitter, keep fast motion crisp"),
+    ("medium", "Medium", "A balance for most clips"),
+    ("strong", "Strong", "Smooth heavily: slow motion, noisy or small people"),
+]
+SMOOTHING_METHOD_ITEMS = [
+    ("zero_lag", "Zero lag", "Offline filter run forward and backward: no lag (best for recorded clips)"),
+    ("one_euro", "One-Euro", "Causal One-Euro filter, as a live capture would see it (about one frame of lag)"),
+]
+DETECTOR_BACKEND_ITEMS = [
+    ("onnx", "RF-DETR ONNX", "RF-DETR exported to ONNX, run by the bundled ONNX Runtime (no PyTorch needed)"),
+    ("torch", "RF-DETR PyTorch", "The rfdetr Python package (needs PyTorch in Blender's Python)"),
+]
+DETECTOR_VARIANT_ITEMS = [
+    ("nano", "Nano", "Fastest (384 px)"),
+    ("small", "Small", "512 px"),
+    ("medium", "Medium", "576 px"),
+    ("large", "Large", "Most accurate, slowest (704 px)"),
+]
+
+
+def _device_items(self, context):
+    # ONNX Runtime reports its execution providers; only those present here are offered.
+    from ..instanthmr_blender.runtime import available_devices
+
+    labels = {"auto": "Preferences default", "cpu": "CPU", "cuda": "CUDA (NVIDIA)", "coreml": "Core ML (Apple)",
+              "directml": "DirectML (Windows GPU)"}
+    items = [(name, labels.get(name, name), f"Run the models with {labels.get(name, name)}")
+             for name in available_devices()]
+    _device_items.cache = items  # Blender needs the strings kept alive while the enum is shown
+    return items
+
+
+class INSTANTHMR_PG_person(bpy.types.PropertyGroup):
+    """One tracked person of the last take."""
+
+    track_id: bpy.props.IntProperty(name="Track")
+    first_frame: bpy.props.IntProperty(name="First frame")
+    last_frame: bpy.props.IntProperty(name="Last frame")
+    frame_count: bpy.props.IntProperty(name="Frames")
+    keep: bpy.props.BoolProperty(name="Keep", default=True,
+                                 description="Build a rig for this person (applied by Rebuild from Take)")
+
+
+class INSTANTHMR_PG_settings(bpy.types.PropertyGroup):
+    """Capture settings of a scene (saved with the .blend)."""
+
+    clip: bpy.props.StringProperty(
+        name="Clip", subtype="FILE_PATH",
+        description="Video file, image sequence (a folder or a printf pattern like frame_%04d.png) or one image")
+    frame_start: bpy.props.IntProperty(name="Start", default=0, min=0,
+                                       description="First source frame to capture (0 = the first frame)")
+    frame_end: bpy.props.IntProperty(name="End", default=0, min=0,
+                                     description="Source frame to stop before (0 = the end of the clip)")
+    frame_step: bpy.props.IntProperty(name="Step", default=1, min=1, max=100,
+                                      description="Capture every Nth frame (keys land on the matching frames)")
+    max_persons: bpy.props.IntProperty(name="Max people", default=2, min=1, max=16,
+                                       description="Most people tracked in one frame (the most confident win)")
+    min_track_length: bpy.props.IntProperty(
+        name="Min track length", default=5, min=1, max=1000,
+        description="Drop people seen in fewer frames than this (passers-by, false detections)")
+    detector_backend: bpy.props.EnumProperty(name="Detector", items=DETECTOR_BACKEND_ITEMS, default="onnx")
+    detector_variant: bpy.props.EnumProperty(name="Variant", items=DETECTOR_VARIANT_ITEMS, default="nano",
+                                             description="RF-DETR size (PyTorch detector)")
+    det_confidence: bpy.props.FloatProperty(name="Confidence", default=0.5, min=0.05, max=0.95,
+                                            description="Minimum detector score for a person")
+    detector_stride: bpy.props.IntProperty(
+        name="Detector stride", default=1, min=1, max=30,
+        description="Run the detector every Nth frame; in between, boxes follow each person's keypoints "
+        "(faster; a person losing confidence forces a new detection)")
+    device: bpy.props.EnumProperty(name="Device", items=_device_items,
+                                   description="Where the models run (only devices available here are listed)")
+    smoothing: bpy.props.EnumProperty(name="Smoothing", items=SMOOTHING_ITEMS, default="medium")
+    smoothing_method: bpy.props.EnumProperty(name="Method", items=SMOOTHING_METHOD_ITEMS, default="zero_lag")
+    foot_lock: bpy.props.BoolProperty(name="Lock planted feet", default=True,
+                                      description="Hold feet in place while they touch the floor (no sliding)")
+    symmetric_lengths: bpy.props.BoolProperty(name="Symmetric limbs", default=True,
+                                              description="Give left and right limbs the same length")
+    camera_background: bpy.props.BoolProperty(name="Camera with video", default=True,
+                                              description="Match a camera to the video and show it as background")
+    take_path: bpy.props.StringProperty(
+        name="Take", subtype="FILE_PATH",
+        description="Where the take (all per-person results of a capture) is saved; empty: beside the .blend "
+        "(or the extension's user folder for an unsaved file). Rebuild from Take reads it")
+    export_path: bpy.props.StringProperty(name="Export to", subtype="FILE_PATH",
+                                          description="File the capture is exported to after it is built")
+    export_per_person: bpy.props.BoolProperty(name="One file per person", default=False)
+    people: bpy.props.CollectionProperty(type=INSTANTHMR_PG_person)
+    people_index: bpy.props.IntProperty()
+
+
+class INSTANTHMR_PG_progress(bpy.types.PropertyGroup):
+    """A running capture's progress, updated by the main-thread pump (runtime state, not saved)."""
+
+    running: bpy.props.BoolProperty()
+    factor: bpy.props.FloatProperty(min=0.0, max=1.0)
+    status: bpy.props.StringProperty()
+
+
+classes = (INSTANTHMR_PG_person, INSTANTHMR_PG_settings, INSTANTHMR_PG_progress)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
+def register() -> None:
+    _register_classes()
+    bpy.types.Scene.instanthmr = bpy.props.PointerProperty(type=INSTANTHMR_PG_settings)
+    bpy.types.WindowManager.instanthmr_progress = bpy.props.PointerProperty(type=INSTANTHMR_PG_progress)
+    bpy.types.WindowManager.instanthmr_download = bpy.props.PointerProperty(type=INSTANTHMR_PG_progress)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.instanthmr_download
+    del bpy.types.WindowManager.instanthmr_progress
+    del bpy.types.Scene.instanthmr
+    _unregister_classes()
