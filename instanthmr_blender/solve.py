@@ -635,10 +635,21 @@ def solve_track(
     )
 
 
+def row_rate(fps: float, frames: np.ndarray) -> float:
+    """Rows per second of a take: its source rate divided by the frame step between rows (a take captured
+    with every 2nd frame of a 30 fps video has rows at 15 per second)."""
+    frames = np.asarray(frames)
+    if len(frames) < 2:
+        return float(fps)
+    step = float(np.median(np.diff(frames)))
+    return float(fps) / max(step, 1.0)
+
+
 def solve_take(take, options: SolveOptions | None = None) -> CaptureSolution:
     """Solve every track of a take (take.py `Take`): one shared camera placement from all tracks' feet (the
     camera is static), world origin under the main subject (the track with the most valid frames), then one
-    PersonMotion per track with at least one valid frame. Uses take.fps, frames, track_ids, valid, joints_cam.
+    PersonMotion per track with at least one valid frame. Uses take.fps (the source rate; the filters run at the
+    rows' rate, see row_rate), frames, track_ids, valid, joints_cam.
     """
     options = options or SolveOptions()
     joints = np.where(np.asarray(take.valid)[..., None, None], np.asarray(take.joints_cam, dtype=np.float64), np.nan)
@@ -653,7 +664,7 @@ def solve_take(take, options: SolveOptions | None = None) -> CaptureSolution:
         track_id = int(take.track_ids[track])
         try:
             person = solve_track(
-                joints[track], float(take.fps), options, camera_matrix_world=floor.camera_matrix_world,
+                joints[track], row_rate(take.fps, take.frames), options, camera_matrix_world=floor.camera_matrix_world,
                 frames=take.frames, track_id=track_id,
             )  # fmt: skip
         except SolveError as error:  # one partial person must not cost the others

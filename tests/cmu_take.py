@@ -38,8 +38,9 @@ CMU_TO_MHR70 = {
 class CmuTake:
     """Take-shaped arrays (the fields solve_take reads), one track.
 
-    joints_cam: (1, F, 70, 3) metres, OpenCV camera axes; frames: (F,) BVH frame indices; fps: the rate of
-    the rows; camera_from_bvh: (4, 4) the rigid map used (metres, BVH axes -> camera axes); floor_normal_cam
+    joints_cam: (1, F, 70, 3) metres, OpenCV camera axes; frames: (F,) BVH frame indices; fps: the source
+    rate (as in a take: 120 for CMU), row_fps: the rate of the rows (fps / step); camera_from_bvh: (4, 4) the
+    rigid map used (metres, BVH axes -> camera axes); floor_normal_cam
     (3,) and floor_offset: the true floor (BVH y = 0) in camera space, normal up.
     """
 
@@ -58,13 +59,16 @@ class CmuTake:
         return np.all(np.isfinite(self.joints_cam[..., MHR70_INDEX["left_hip"], :]), axis=-1)
 
     @property
+    def row_fps(self) -> float:
+        return self.fps / (int(self.frames[1] - self.frames[0]) if len(self.frames) > 1 else 1)
+
+    @property
     def focal_length(self) -> float:
         return math.hypot(*self.image_size)
 
     @property
     def principal_point(self) -> tuple[float, float]:
         return (self.image_size[1] / 2.0, self.image_size[0] / 2.0)
-
 
     def to_take(self):
         """A real `instanthmr_blender.take.Take` with these keypoints (other per-person fields stay NaN)."""
@@ -121,7 +125,7 @@ def cmu_take(
     return CmuTake(
         joints_cam=joints[None].astype(np.float32),
         frames=frames.astype(np.int64),
-        fps=bvh.fps / step,
+        fps=bvh.fps,
         camera_from_bvh=camera_from_bvh,
         floor_normal_cam=normal,
         floor_offset=offset,

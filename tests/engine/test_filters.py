@@ -63,7 +63,7 @@ def test_smoothing_beats_20mm_noise_on_cmu(fixtures_dir, method):
     matrix = ground.estimate_floor(clean_cam[None]).camera_matrix_world
     clean = ground.camera_to_world(clean_cam, matrix)
     noisy = ground.camera_to_world(noisy_cam, matrix)
-    smoothed = filters.smooth_keypoints(noisy, take.fps, "medium", method)
+    smoothed = filters.smooth_keypoints(noisy, take.row_fps, "medium", method)
 
     def error(points):
         return np.nanmean(np.linalg.norm(points - clean, axis=-1))
@@ -76,11 +76,11 @@ def test_smoothing_beats_20mm_noise_on_cmu(fixtures_dir, method):
     assert abs(_lag_frames(smoothed.reshape(len(clean), -1), clean.reshape(len(clean), -1))) <= 1
     if method == "zero_lag":
         # Measured: 31.9 mm raw, ~29.8 mm causal One-Euro, ~16 mm zero-lag.
-        causal = filters.smooth_keypoints(noisy, take.fps, "medium", "one_euro")
+        causal = filters.smooth_keypoints(noisy, take.row_fps, "medium", "one_euro")
         assert error(smoothed) < 0.7 * error(causal)
         # The solve applies the same smoothing: its rig lands nearer the clean motion than the noise does.
         options = solve.SolveOptions(smoothing="medium", smoothing_method=method, foot_lock=False)
-        person = solve.solve_track(noisy_cam, take.fps, options, camera_matrix_world=matrix)
+        person = solve.solve_track(noisy_cam, take.row_fps, options, camera_matrix_world=matrix)
         heads, _ = solve.forward_kinematics(person.rest, person.quats, person.root_location)
         shin = person.rest.bone_names.index("shin.L")
         knee_error = np.linalg.norm(heads[:, shin] - clean[:, person.rest.mhr70_head[shin]], axis=1).mean()

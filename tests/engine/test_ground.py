@@ -82,7 +82,7 @@ def test_contacts_and_foot_lock_stop_sliding(fixtures_dir):
     take = cmu_take(fixtures_dir, start=1)
     clean = take.joints_cam[0].astype(np.float64)
     clean_world = ground.camera_to_world(clean, ground.estimate_floor(clean[None]).camera_matrix_world)
-    truth = ground.detect_foot_contacts(clean_world, take.fps)
+    truth = ground.detect_foot_contacts(clean_world, take.row_fps)
     assert 0.5 < truth.mean() < 0.9  # the subject hops: feet planted most of the time
     noisy = take
     noisy.joints_cam = (clean + np.random.default_rng(2).normal(0, 0.02, clean.shape))[None]
@@ -97,7 +97,7 @@ def test_contacts_and_foot_lock_stop_sliding(fixtures_dir):
             planted = person.contacts[1:, column] & person.contacts[:-1, column]
             foot = BONE_INDEX[f"foot.{side}"]
             for ends in (heads, tails):  # ankle and toe
-                step = np.linalg.norm(np.diff(ends[:, foot, :2], axis=0), axis=1) * take.fps
+                step = np.linalg.norm(np.diff(ends[:, foot, :2], axis=0), axis=1) * take.row_fps
                 speeds.append(step[planted].mean())
         slides[lock] = max(speeds)
     assert slides[True] < 0.01  # metres per second

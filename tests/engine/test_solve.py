@@ -159,7 +159,7 @@ def test_gaps_short_interpolated_long_unkeyed(cmu):
     joints[60:100] = np.nan  # 40 frames: too long
     wrist = skeleton.MHR70_INDEX["left_wrist"]
     joints[120:150, wrist] = np.nan  # one keypoint lost until the end
-    person = solve.solve_track(joints, cmu.fps, EXACT)
+    person = solve.solve_track(joints, cmu.row_fps, EXACT)
     assert person.keyed[30:34].any(axis=1).all() and person.root_keyed[30:34].all()
     assert not person.keyed[60:100].any() and not person.root_keyed[60:100].any()
     forearm = skeleton.BONE_INDEX["forearm.L"]
@@ -171,7 +171,7 @@ def test_gaps_short_interpolated_long_unkeyed(cmu):
     assert np.allclose(person.quats[120:, forearm], person.quats[119, forearm])
     # Interpolated frames stay close to the true motion (smooth motion over 0.17 s).
     heads, _ = solve.forward_kinematics(person.rest, person.quats, person.root_location)
-    truth = solve.solve_track(cmu.joints_cam[0, :150], cmu.fps, EXACT)
+    truth = solve.solve_track(cmu.joints_cam[0, :150], cmu.row_fps, EXACT)
     true_heads, _ = solve.forward_kinematics(truth.rest, truth.quats, truth.root_location)
     knee = skeleton.BONE_INDEX["shin.L"]
     assert np.linalg.norm(heads[30:34, knee] - true_heads[30:34, knee], axis=1).max() < 0.1
@@ -180,7 +180,7 @@ def test_gaps_short_interpolated_long_unkeyed(cmu):
 def test_noisy_input_gives_no_flips(cmu):
     rng = np.random.default_rng(5)
     noisy = cmu.joints_cam[0, 1:] + rng.normal(0, 0.02, cmu.joints_cam[0, 1:].shape)  # frame 0: calibration
-    person = solve.solve_track(noisy, cmu.fps, solve.SolveOptions())
+    person = solve.solve_track(noisy, cmu.row_fps, solve.SolveOptions())
     quats = person.quats
     assert np.all(np.sum(quats[1:] * quats[:-1], axis=-1) >= 0)
     # No bone turns by 75 degrees or more between frames at 30 fps (the clean motion peaks near 26): arms
