@@ -100,3 +100,16 @@ def sam3d_take(api, fixtures_dir):
         take.bbox[track, 0] = data["bbox"]
         take.valid[track, 0] = True
     return take
+
+
+def make_models(folder: Path, *, people: int = 2, image_size=(994, 1768)) -> Path:
+    """Contract-shaped stand-in models (RF-DETR ONNX finding `people` fixed boxes, InstantHMR returning a real
+    SAM 3D Body pose) under the file names the add-on looks for in its model folder."""
+    from contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    centres = np.linspace(0.3, 0.7, people) if people > 1 else [0.5]
+    boxes = tuple(DetectorBox(float(cx), 0.55, 0.18, 0.75) for cx in centres)
+    build_rfdetr_model(folder / "rfdetr-nano.onnx", boxes=boxes)
+    build_instanthmr_model(folder / "instanthmr.onnx", image_size=image_size)
+    return folder

@@ -1,0 +1,212 @@
+"""The capture operator's lifecycle in real Blender: start, pump, progress rising, cancel half-way, errors,
+one capture at a time, worker stopped by disable or file load, rebuild from take, export.
+
+Module-mode Blender has no event loop (no timers, no modal events), so the tests drive the main-thread pump
+themselves, exactly as the modal timer does in the UI.
+"""
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import addon_utils
+import bpy
+import numpy as np
+import pytest
+from capture_helpers import make_models
+from conftest import ADDON_MODULE
+
+VIDEO = "two_people_walking.mp4"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, installed_addon):
+    return make_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def capture_ops(addon, models, tmp_path):
+    """The add-on's capture module, with preferences pointing at the stand-in models and a clean scene."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    if not addon_utils.check(ADDON_MODULE)[1]:
+        addon_utils.enable(ADDON_MODULE, default_set=True)
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    prefs.model_folder = str(models)
+    prefs.instanthmr_path = prefs.detector_path = ""
+    module = sys.modules[ADDON_MODULE + ".operators.capture"]
+    yield module
+    module.cancel_capture(wait=10.0)
+    module.pump(bpy.context)
+
+
+def set_clip(fixtures_dir, tmp_path, name=VIDEO, end=0):
+    settings = bpy.context.scene.instanthmr
+    settings.clip = str(fixtures_dir / "video" / name)
+    settings.frame_end = end
+    settings.take_path = str(tmp_path / "take.npz")
+    return settings
+
+
+def pump_until_done(module, timeout=300.0, on_progress=None):
+    deadline = time.monotonic() + timeout
+    factors = []
+    while time.monotonic() < deadline:
+        state, message = module.pump(bpy.context)
+        factors.append(bpy.context.window_manager.instanthmr_progress.factor)
+        if state != "RUNNING":
+            return state, message, factors
+        if on_progress is not None:
+            on_progress(module.current_job())
+        time.sleep(0.02)
+    pytest.fail("the capture did not finish in time")
+
+
+def scene_state():
+    return sorted(obj.name for obj in bpy.data.objects), sorted(c.name for c in bpy.data.collections)
+
+
+def test_capture_runs_in_the_background_with_rising_progress_and_builds_the_scene(capture_ops, fixtures_dir, tmp_path):
+    settings = set_clip(fixtures_dir, tmp_path, end=40)
+    assert bpy.ops.instanthmr.capture() == {"FINISHED"}  # module mode: starts the worker, returns at once
+    job = capture_ops.current_job()
+    assert job is not None and job.running and job.thread is not threading.current_thread()
+    state, message, factors = pump_until_done(capture_ops)
+    assert state == "FINISHED", message
+    assert factors[-1] == 1.0 and factors == sorted(factors) and len(set(factors)) > 2
+    progress = bpy.context.window_manager.instanthmr_progress
+    assert not progress.running and "take saved to" in progress.status
+    take_path = Path(settings.take_path)
+    assert take_path.is_file()
+    rigs = [o for o in bpy.data.objects if o.get("instanthmr_role") == "capture_rig"]
+    assert len(rigs) == 2 and len(settings.people) == 2
+    assert all(item.first_frame == 1 and item.last_frame == 40 for item in settings.people)
+    assert bpy.context.scene.camera is not None and bpy.context.scene.camera.data.background_images[0].clip
+    assert threading.active_count() == 1 or not any(t.name.startswith("InstantHMR") for t in threading.enumerate())
+
+
+def test_status_line_has_frames_fps_eta_and_stage_times(capture_ops, fixtures_dir, tmp_path):
+    set_clip(fixtures_dir, tmp_path, end=30)
+    capture_ops.start_capture(bpy.context)
+    seen = []
+    pump_until_done(capture_ops, on_progress=lambda job: seen.append(capture_ops.status_text(job.progress)))
+    running = [line for line in seen if "frames" in line]
+    assert running, seen
+    assert all(key in running[-1] for key in ("fps", "ETA", "detector", "HMR", "ms"))
+
+
+def test_second_capture_is_refused_while_one_runs(capture_ops, fixtures_dir, tmp_path):
+    set_clip(fixtures_dir, tmp_path, name="pedestrians.avi")
+    capture_ops.start_capture(bpy.context)
+    assert not bpy.ops.instanthmr.capture.poll()
+    with pytest.raises(capture_ops.CaptureInputError, match="already running"):
+        capture_ops.start_capture(bpy.context)
+    capture_ops.cancel_capture(wait=10.0)
+    assert pump_until_done(capture_ops)[0] == "CANCELLED"
+    assert bpy.ops.instanthmr.capture.poll()
+
+
+def test_cancel_half_way_stops_within_a_frame_and_leaves_the_scene_unchanged(capture_ops, fixtures_dir, tmp_path):
+    settings = set_clip(fixtures_dir, tmp_path, name="pedestrians.avi")
+    before = scene_state()
+    job = capture_ops.start_capture(bpy.context)
+    deadline = time.monotonic() + 60
+    while (job.progress is None or job.progress.frames_done < 10) and time.monotonic() < deadline:
+        capture_ops.pump(bpy.context)
+        time.sleep(0.01)
+    assert job.progress.frames_done < job.progress.frames_total
+    assert bpy.ops.instanthmr.cancel_capture() == {"FINISHED"}
+    frames_at_cancel = job.progress.frames_done
+    job.thread.join(10.0)
+    assert not job.thread.is_alive()
+    assert job.progress.frames_done <= frames_at_cancel + 1
+    state, message, _ = pump_until_done(capture_ops)
+    assert state == "CANCELLED" and "not changed" in message
+    assert scene_state() == before
+    assert not Path(settings.take_path).exists()
+
+
+def test_an_error_in_the_worker_is_reported_cleanly(capture_ops, fixtures_dir, tmp_path, models):
+    from contract_models import build_wrong_size_model
+
+    wrong = build_wrong_size_model(tmp_path / "wrong.onnx")
+    bpy.context.preferences.addons[ADDON_MODULE].preferences.instanthmr_path = str(wrong)
+    set_clip(fixtures_dir, tmp_path, end=10)
+    before = scene_state()
+    capture_ops.start_capture(bpy.context)
+    state, message, _ = pump_until_done(capture_ops)
+    assert state == "FAILED"
+    assert "wrong.onnx" in message and "224" in message  # names the file and the mismatch
+    assert bpy.context.window_manager.instanthmr_progress.status.startswith("Capture failed:")
+    assert scene_state() == before
+
+
+def test_missing_models_are_refused_before_starting(capture_ops, fixtures_dir, tmp_path):
+    bpy.context.preferences.addons[ADDON_MODULE].preferences.model_folder = str(tmp_path / "empty")
+    set_clip(fixtures_dir, tmp_path)
+    # An operator's ERROR report reaches a Python caller as a RuntimeError carrying the message.
+    with pytest.raises(RuntimeError, match="Model files missing: instanthmr.onnx .expected at .*empty"):
+        bpy.ops.instanthmr.capture()
+    assert capture_ops.current_job() is None
+
+
+def test_disabling_the_addon_stops_the_worker(capture_ops, fixtures_dir, tmp_path):
+    set_clip(fixtures_dir, tmp_path, name="pedestrians.avi")
+    job = capture_ops.start_capture(bpy.context)
+    addon_utils.disable(ADDON_MODULE, default_set=True)
+    try:
+        assert not job.thread.is_alive()
+        assert job.cancel_event.is_set()
+    finally:
+        addon_utils.enable(ADDON_MODULE, default_set=True)
+
+
+def test_loading_another_file_stops_the_worker(capture_ops, fixtures_dir, tmp_path):
+    set_clip(fixtures_dir, tmp_path, name="pedestrians.avi")
+    job = capture_ops.start_capture(bpy.context)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assert not job.thread.is_alive() and job.cancel_event.is_set()
+    assert capture_ops.current_job() is None
+
+
+def test_rebuild_from_take_applies_new_settings_without_models(capture_ops, fixtures_dir, tmp_path):
+    settings = set_clip(fixtures_dir, tmp_path, end=40)
+    capture_ops.start_capture(bpy.context)
+    assert pump_until_done(capture_ops)[0] == "FINISHED"
+    rig = next(o for o in bpy.data.objects if o.get("instanthmr_role") == "capture_rig")
+    first = [tuple(pb.rotation_quaternion) for pb in rig.pose.bones]
+    # No model is needed any more: point the preferences at nothing.
+    bpy.context.preferences.addons[ADDON_MODULE].preferences.model_folder = str(tmp_path / "gone")
+    settings.smoothing = "off"
+    settings.people[1].keep = False
+    assert bpy.ops.instanthmr.rebuild_from_take() == {"FINISHED"}
+    rigs = [o for o in bpy.data.objects if o.get("instanthmr_role") == "capture_rig"]
+    assert [o["instanthmr_track_id"] for o in rigs] == [settings.people[0].track_id]
+    bpy.context.scene.frame_set(1)
+    assert len(first) == len(rigs[0].pose.bones)
+    with pytest.raises(RuntimeError, match="missing.npz"):
+        bpy.ops.instanthmr.rebuild_from_take(filepath=str(tmp_path / "missing.npz"))
+
+
+def test_export_operator_writes_the_files(capture_ops, fixtures_dir, tmp_path):
+    settings = set_clip(fixtures_dir, tmp_path, end=20)
+    capture_ops.start_capture(bpy.context)
+    assert pump_until_done(capture_ops)[0] == "FINISHED"
+    settings.export_path = str(tmp_path / "out" / "walk.bvh")
+    assert bpy.ops.instanthmr.export() == {"FINISHED"}
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["walk.person00.bvh", "walk.person01.bvh"]
+    assert bpy.ops.instanthmr.export(filepath=str(tmp_path / "out" / "walk.fbx")) == {"FINISHED"}
+    assert (tmp_path / "out" / "walk.fbx").stat().st_size > 1000
+    with pytest.raises(RuntimeError, match="unknown export format .xyz"):
+        bpy.ops.instanthmr.export(filepath=str(tmp_path / "out" / "walk.xyz"))
+
+
+def test_take_round_trips_through_the_saved_file(capture_ops, fixtures_dir, tmp_path):
+    settings = set_clip(fixtures_dir, tmp_path, end=15)
+    capture_ops.start_capture(bpy.context)
+    assert pump_until_done(capture_ops)[0] == "FINISHED"
+    take_module = sys.modules[ADDON_MODULE + ".instanthmr_blender.take"]
+    take = take_module.load_take(settings.take_path)
+    assert take.joints_cam.shape == (2, 15, 70, 3) and np.isfinite(take.joints_cam[take.valid]).all()
+    assert take.source.endswith(VIDEO)
