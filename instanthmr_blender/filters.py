@@ -150,6 +150,8 @@ def gaussian_smooth(signal: np.ndarray, sigma_frames: float) -> np.ndarray:
     weight = np.zeros_like(values)
     count = x.shape[0]
     for shift, k in zip(range(-radius, radius + 1), kernel):
+        if abs(shift) >= count:  # a clip shorter than the kernel: these taps fall outside it
+            continue
         source = slice(max(0, shift), count + min(0, shift))
         target = slice(max(0, -shift), count - max(0, shift))
         total[target] += k * values[source]
