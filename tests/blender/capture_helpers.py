@@ -24,6 +24,7 @@ class AddonApi:
         self.build = import_module(base + ".scene.build")
         self.actions = import_module(base + ".scene.actions")
         self.naming = import_module(base + ".scene.naming")
+        self.export = import_module(base + ".scene.export")
 
 
 def fresh_scene():
