@@ -13,6 +13,7 @@ from pathlib import Path
 import bpy
 
 from .instanthmr_blender.frames import FrameSourceError
+from .instanthmr_blender.mesh import MeshError
 from .instanthmr_blender.model_files import KNOWN_MODELS, ModelDownloadError
 from .instanthmr_blender.pipeline import CaptureError, CaptureSettings, Progress, capture
 from .instanthmr_blender.runtime import ModelError
@@ -25,7 +26,7 @@ from .ui.preferences import detector_model_path, get_preferences, model_path
 
 DEVICES = ("auto", "cpu", "cuda", "coreml", "directml")
 # Errors whose message tells the user what to fix in the input: exit status 2.
-INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError)
+INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError)
 
 
 class UsageError(Exception):
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="export the rigs (repeatable); BVH writes one file per person")
     output.add_argument("--export-per-person", action="store_true", help="one FBX/glTF file per person")
     output.add_argument("--no-background", action="store_true", help="no video behind the camera")
+    mesh = parser.add_argument_group("body mesh (optional, needs PyTorch)")
+    mesh.add_argument("--mesh", action="store_true", help="also build an animated MHR body mesh per person")
+    mesh.add_argument("--mhr-model", metavar="PATH",
+                      help="Meta's MHR TorchScript module mhr_model.pt (default: from the model folder)")
+    mesh.add_argument("--mesh-python", metavar="PATH",
+                      help="a Python with PyTorch to run the mesh step in (default: this Python)")
     return parser
 
 
@@ -154,6 +161,19 @@ def _capture(args, clip: str, prefs):
     return take
 
 
+def _mesh_options(args, prefs) -> dict:
+    """The body-mesh module and Python, checked before any capture work (a 1-row call of the module)."""
+    from .instanthmr_blender.mesh import open_runner
+    from .ui.preferences import model_folder
+
+    folder = Path(args.model_dir) if args.model_dir else model_folder(prefs, create=True)
+    options = workflow.mesh_options(prefs, folder, module_path=args.mhr_model, python=args.mesh_python,
+                                    allow_download=bool(bpy.app.online_access))
+    with open_runner(options["module_path"], options["python"]):
+        pass
+    return options
+
+
 def _people(count: int) -> str:
     return f"{count} person" if count == 1 else f"{count} people"
 
@@ -175,6 +195,7 @@ def run(args) -> int:
     for path in args.export:
         export_format(path)  # fail now, not after a long capture
     prefs = get_preferences()
+    mesh = _mesh_options(args, prefs) if args.mesh else None
     if args.take:
         take = load_take(args.take)
         _print(f"capture: loaded take {args.take} ({_people(take.num_tracks)}, {take.num_frames} frames)")
@@ -192,14 +213,18 @@ def run(args) -> int:
     _clear_default_scene()
     background = None if args.no_background or not clip or not Path(clip).exists() else str(Path(clip).resolve())
     name = take_name_from_path(clip or args.take)
-    built = workflow.build_from_take(bpy.context, take, name, options, background=background)
+    built = workflow.build_from_take(bpy.context, take, name, options, background=background, mesh=mesh,
+                                     take_file=args.take or args.save_take)
+    if built.mesh_error:
+        raise MeshError(built.mesh_error)
     out = Path(args.out) if args.out else Path.cwd() / f"{name}.blend"
     out.parent.mkdir(parents=True, exist_ok=True)
     for path in args.export:
         written.extend(export_capture(bpy.context, built.rigs, path, per_person=args.export_per_person))
     bpy.ops.wm.save_as_mainfile(filepath=str(out.resolve()), check_existing=False)
     written.insert(0, out)
-    _print(f"capture: built a capture rig for {_people(len(built.rigs))}")
+    _print(f"capture: built a capture rig for {_people(len(built.rigs))}"
+           + (f" and {len(built.meshes)} body meshes" if built.meshes else ""))
     for path in written:
         _print(f"wrote {path}")
     return 0

@@ -16,7 +16,7 @@ from ..instanthmr_blender.pipeline import CaptureCancelled, CaptureSettings, Pro
 from ..instanthmr_blender.take import save_take
 from ..scene import workflow
 from ..scene.build import take_name_from_path
-from ..ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_path
+from ..ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_folder, model_path
 
 PUMP_SECONDS = 0.1
 
@@ -176,11 +176,22 @@ def finish_capture(context, job: CaptureJob) -> str:
     workflow.fill_people(scene_settings, take)
     name = take_name_from_path(job.settings.source)
     background = job.settings.source if scene_settings.camera_background else None
+    mesh, mesh_note = None, ""
+    if scene_settings.build_mesh:
+        prefs = get_preferences(context)
+        try:
+            # Never download here: this step runs on the main thread (the preferences download the archive).
+            mesh = workflow.mesh_options(prefs, model_folder(prefs))
+        except RuntimeError as exc:
+            mesh_note = f" Body mesh skipped: {exc}"
     built = workflow.build_from_take(context, take, name, workflow.solve_options(scene_settings),
-                                     background=background)
+                                     background=background, take_file=str(saved), mesh=mesh)
+    if built.mesh_error:
+        mesh_note = f" Body mesh skipped: {built.mesh_error}"
     seconds = time.monotonic() - job.started
-    return (f"Captured {len(built.rigs)} people over {take.num_frames} frames in {seconds:.1f} s; "
-            f"take saved to {saved}")
+    meshes = f" and {len(built.meshes)} body meshes" if built.meshes else ""
+    return (f"Captured {len(built.rigs)} people{meshes} over {take.num_frames} frames in {seconds:.1f} s; "
+            f"take saved to {saved}.{mesh_note}")
 
 
 def cancel_capture(wait: float = 0.0) -> bool:

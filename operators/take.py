@@ -8,6 +8,7 @@ from ..instanthmr_blender.solve import SolveError
 from ..instanthmr_blender.take import TakeError, load_take
 from ..scene import workflow
 from ..scene.build import take_name_from_path
+from ..ui.preferences import get_preferences, model_folder
 
 
 def rebuild_from_take(context, path: str | None = None):
@@ -27,8 +28,12 @@ def rebuild_from_take(context, path: str | None = None):
     source = take.source or str(take_path)
     background = take.source if (settings.camera_background and take.source and Path(take.source).exists()) else None
     name = take_name_from_path(source)
+    mesh = None
+    if settings.build_mesh:
+        prefs = get_preferences(context)
+        mesh = workflow.mesh_options(prefs, model_folder(prefs))
     return workflow.build_from_take(context, take, name, workflow.solve_options(settings), background=background,
-                                    track_ids=keep)
+                                    track_ids=keep, take_file=str(take_path), mesh=mesh)
 
 
 class INSTANTHMR_OT_rebuild_from_take(bpy.types.Operator):
@@ -45,7 +50,7 @@ class INSTANTHMR_OT_rebuild_from_take(bpy.types.Operator):
     def execute(self, context):
         try:
             built = rebuild_from_take(context, self.filepath or None)
-        except (TakeError, SolveError, ValueError, OSError) as exc:
+        except (TakeError, SolveError, ValueError, OSError, RuntimeError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         if self.filepath:

@@ -14,6 +14,8 @@ class CaptureObjects:
     collection: bpy.types.Collection
     camera: bpy.types.Object
     rigs: list[bpy.types.Object] = field(default_factory=list)
+    meshes: list[bpy.types.Object] = field(default_factory=list)
+    mesh_error: str = ""
 
 
 def scene_frames(source_frames: np.ndarray) -> np.ndarray:
@@ -33,15 +35,19 @@ def remove_capture(collection: bpy.types.Collection) -> None:
             bpy.data.armatures.remove(data)
         elif isinstance(data, bpy.types.Camera) and data.users == 0:
             bpy.data.cameras.remove(data)
+        elif isinstance(data, bpy.types.Mesh) and data.users == 0:
+            bpy.data.meshes.remove(data)
     bpy.data.collections.remove(collection)
 
 
 def build_capture(context, take, solution, take_name: str, *, background: str | None = None,
-                  track_ids: list[int] | None = None, make_active_camera: bool = True) -> CaptureObjects:
+                  track_ids: list[int] | None = None, make_active_camera: bool = True,
+                  take_file: str | None = None) -> CaptureObjects:
     """Write the solved take into context.scene, replacing an earlier build of the same take name.
 
     take: the engine's Take (intrinsics, fps, frames); solution: the engine's CaptureSolution; track_ids: the
-    people to keep (default all); background: the source video/images shown behind the camera.
+    people to keep (default all); background: the source video/images shown behind the camera; take_file: the
+    saved take, recorded on the collection for later steps (rebuild, body mesh).
     """
     scene = context.scene
     name = naming.collection_name(take_name)
@@ -50,6 +56,8 @@ def build_capture(context, take, solution, take_name: str, *, background: str | 
         remove_capture(existing)
     collection = bpy.data.collections.new(name)
     collection[naming.PROP_TAKE] = take_name
+    if take_file:
+        collection[naming.PROP_TAKE_FILE] = str(take_file)
     scene.collection.children.link(collection)
 
     frames = scene_frames(take.frames)

@@ -10,7 +10,9 @@ PROP_MHR70_TAIL = "mhr70_tail"
 # Custom properties on the objects of a capture, so later tools find them without relying on names.
 PROP_TAKE = "instanthmr_take"
 PROP_TRACK_ID = "instanthmr_track_id"
-PROP_ROLE = "instanthmr_role"  # "capture_rig" | "capture_camera"
+PROP_ROLE = "instanthmr_role"  # "capture_rig" | "capture_camera" | "body_mesh"
+# On the capture collection: the take file it was built from (Rebuild from Take, the body mesh).
+PROP_TAKE_FILE = "instanthmr_take_file"
 
 
 def collection_name(take_name: str) -> str:

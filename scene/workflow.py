@@ -29,12 +29,26 @@ def default_take_path(clip: str, addon_package: str) -> Path:
 
 
 def build_from_take(context, take, take_name: str, options: SolveOptions, *, background: str | None = None,
-                    track_ids: list[int] | None = None) -> build.CaptureObjects:
-    """Solve the take and write it into the scene (replacing an earlier build of the same name)."""
+                    track_ids: list[int] | None = None, take_file: str | None = None,
+                    mesh: dict | None = None) -> build.CaptureObjects:
+    """Solve the take and write it into the scene (replacing an earlier build of the same name).
+
+    mesh: when given, also build the body meshes: keyword arguments of scene.mesh.build_body_meshes
+    (module_path, python, ...); a mesh failure leaves the rigs built and is recorded in `mesh_error`."""
     solution = solve_take(take, options)
     if not solution.persons:
         raise ValueError(f"take {take_name!r} has nobody to build: no tracked person shows hips and neck")
-    return build.build_capture(context, take, solution, take_name, background=background, track_ids=track_ids)
+    built = build.build_capture(context, take, solution, take_name, background=background, track_ids=track_ids,
+                                take_file=take_file)
+    if mesh is not None:
+        from ..instanthmr_blender.mesh import MeshError
+        from .mesh import build_body_meshes  # only when asked: the default path never touches torch
+
+        try:
+            built.meshes = build_body_meshes(context, take, solution, built, **mesh)
+        except MeshError as exc:
+            built.mesh_error = str(exc)
+    return built
 
 
 def fill_people(settings, take, keep: set[int] | None = None) -> None:
@@ -51,6 +65,19 @@ def fill_people(settings, take, keep: set[int] | None = None) -> None:
         item.last_frame = int(scene_frames[seen[-1]])
         item.frame_count = len(seen)
         item.keep = keep is None or int(track_id) in keep
+
+
+def mesh_options(prefs, model_dir: Path, *, module_path: str | None = None, python: str | None = None,
+                 allow_download: bool = False) -> dict:
+    """Keyword arguments of scene.mesh.build_body_meshes: the MHR module (given, the preference, or extracted
+    from the release archive in the model folder, downloaded only when allowed) and the Python to run it in."""
+    from ..instanthmr_blender.mesh import ensure_mhr_module
+
+    module = module_path or (bpy.path.abspath(prefs.mhr_model_path) if prefs.mhr_model_path else None)
+    if not module:
+        module = ensure_mhr_module(model_dir, allow_network=allow_download)
+    python = python or (bpy.path.abspath(prefs.mesh_python) if prefs.mesh_python else None)
+    return {"module_path": Path(module), "python": python}
 
 
 def kept_track_ids(settings) -> list[int] | None:

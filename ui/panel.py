@@ -2,7 +2,7 @@
 
 import bpy
 
-from .preferences import detector_model_path, get_preferences, model_path
+from .preferences import detector_model_path, get_preferences, mesh_available, model_path
 
 GPU_HINT = "No GPU provider in this ONNX Runtime: models run on the CPU"
 
@@ -108,6 +108,12 @@ class VIEW3D_PT_instanthmr_output(_CapturePanel, bpy.types.Panel):
         layout = self.layout
         settings = context.scene.instanthmr
         layout.prop(settings, "camera_background")
+        row = layout.row()
+        row.enabled = mesh_available(get_preferences(context))
+        row.prop(settings, "build_mesh")
+        if not row.enabled:
+            layout.label(text="Body mesh: set a Python with PyTorch in the preferences", icon="INFO")
+        layout.operator("instanthmr.build_mesh", icon="OUTLINER_OB_MESH")
         layout.prop(settings, "take_path")
         layout.operator("instanthmr.rebuild_from_take", icon="FILE_REFRESH")
         layout.separator()

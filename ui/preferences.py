@@ -43,6 +43,20 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
         subtype="FILE_PATH",
         default="",
     )
+    mhr_model_path: bpy.props.StringProperty(
+        name="MHR module",
+        description="Meta's MHR TorchScript module (mhr_model.pt) for the optional body mesh. Empty: extracted "
+        "from the MHR release archive in the model folder (downloaded when online access is on)",
+        subtype="FILE_PATH",
+        default="",
+    )
+    mesh_python: bpy.props.StringProperty(
+        name="Python for the body mesh",
+        description="A Python executable with PyTorch installed, used for the body mesh when Blender's own Python "
+        "has no PyTorch (the mesh step runs there as a separate process). Empty: Blender's own Python",
+        subtype="FILE_PATH",
+        default="",
+    )
     default_device: bpy.props.EnumProperty(
         name="Default device", items=_device_items,
         description="Where the models run unless a capture picks another device (only those available here)")
@@ -75,6 +89,21 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
             layout.progress(factor=progress.factor, text=progress.status)
         layout.prop(self, "default_device")
         layout.prop(self, "threads")
+        box = layout.box()
+        box.label(text="Optional body mesh (MHR, needs PyTorch)")
+        box.prop(self, "mhr_model_path")
+        box.prop(self, "mesh_python")
+        if not mesh_available(self):
+            box.label(text="No PyTorch in Blender's Python: point 'Python for the body mesh' at a Python with "
+                      "torch installed", icon="INFO")
+
+
+def mesh_available(prefs: INSTANTHMR_AP_preferences) -> bool:
+    """Whether the body mesh can run: PyTorch in Blender's Python, or a separate Python set in the preferences.
+    (Looked up without importing torch: the default path never loads it.)"""
+    import importlib.util
+
+    return bool(prefs.mesh_python) or importlib.util.find_spec("torch") is not None
 
 
 def get_preferences(context=None) -> INSTANTHMR_AP_preferences:

@@ -84,6 +84,10 @@ class INSTANTHMR_PG_settings(bpy.types.PropertyGroup):
                                               description="Give left and right limbs the same length")
     camera_background: bpy.props.BoolProperty(name="Camera with video", default=True,
                                               description="Match a camera to the video and show it as background")
+    build_mesh: bpy.props.BoolProperty(
+        name="Body mesh", default=False,
+        description="Also build an animated MHR body mesh per person (needs PyTorch: in Blender's Python or a "
+        "separate Python set in the add-on preferences)")
     take_path: bpy.props.StringProperty(
         name="Take", subtype="FILE_PATH",
         description="Where the take (all per-person results of a capture) is saved; empty: beside the .blend "
