@@ -8,18 +8,7 @@ import importlib
 
 from . import operators, registration, retarget, ui
 
-_PACKAGES = (ui, operators, retarget)
-
 if "_LOADED" in globals():
-    # Re-executed by importlib.reload (disable + enable, or F8): reload the packages so edits are picked up.
+    # Re-executed by importlib.reload (disable + enable, or F8): the helpers first, then the packages.
     registration = importlib.reload(registration)
-    _PACKAGES = registration.reload_modules(_PACKAGES)
-_LOADED = True
-
-
-def register() -> None:
-    registration.register_modules(_PACKAGES)
-
-
-def unregister() -> None:
-    registration.unregister_modules(_PACKAGES)
+register, unregister = registration.package((ui, operators, retarget), globals())

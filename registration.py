@@ -1,10 +1,12 @@
 """Registration helpers shared by the extension's packages: ordered register, reverse unregister, reload.
 
-Each Blender-side package lists its modules in order; these helpers make `register()` / `unregister()` and a
-reload (disable + enable, or F8) behave the same everywhere.
+Each Blender-side package lists its modules in order and ends with
+`register, unregister = registration.package(modules, globals())`, so register / unregister and a reload
+(disable + enable, or F8) behave the same everywhere.
 """
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 
 
@@ -29,3 +31,19 @@ def register_modules(modules: tuple[ModuleType, ...]) -> None:
 def unregister_modules(modules: tuple[ModuleType, ...]) -> None:
     for module in reversed(modules):
         module.unregister()
+
+
+def package(modules: tuple[ModuleType, ...], package_globals: dict) -> tuple[Callable[[], None], Callable[[], None]]:
+    """register / unregister for a package whose modules register in the given order. When the package itself
+    is being re-executed by a reload, its modules are reloaded first."""
+    if package_globals.get("_LOADED"):
+        modules = reload_modules(modules)
+    package_globals["_LOADED"] = True
+
+    def register() -> None:
+        register_modules(modules)
+
+    def unregister() -> None:
+        unregister_modules(modules)
+
+    return register, unregister

@@ -3,16 +3,4 @@
 from .. import registration
 from . import panel, preferences, properties
 
-_MODULES = (properties, preferences, panel)
-
-if "_LOADED" in globals():
-    _MODULES = registration.reload_modules(_MODULES)
-_LOADED = True
-
-
-def register() -> None:
-    registration.register_modules(_MODULES)
-
-
-def unregister() -> None:
-    registration.unregister_modules(_MODULES)
+register, unregister = registration.package((properties, preferences, panel), globals())
