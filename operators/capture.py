@@ -13,6 +13,7 @@ from pathlib import Path
 import bpy
 
 from ..instanthmr_blender.pipeline import CaptureCancelled, CaptureSettings, Progress, capture
+from ..instanthmr_blender.solve import SolveOptions
 from ..instanthmr_blender.take import save_take
 from ..scene import workflow
 from ..scene.build import take_name_from_path
@@ -27,13 +28,17 @@ class CaptureInputError(ValueError):
 
 @dataclass
 class CaptureJob:
-    """A capture running in a worker thread. The worker only writes `progress`, `take`, `error`, `log`."""
+    """A capture running in a worker thread: the models, saving the take and the solve (engine code only). The
+    worker writes `progress`, `take`, `saved`, `solution`, `error`, `log`; only the pump touches Blender."""
 
     settings: CaptureSettings
     take_path: Path
+    solve_options: SolveOptions
     cancel_event: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
     take: object | None = None
+    saved: Path | None = None
+    solution: object | None = None
     error: str = ""
     cancelled: bool = False
     log: list[str] = field(default_factory=list)
@@ -48,6 +53,9 @@ class CaptureJob:
         try:
             self.take = capture(self.settings, progress=self._on_progress, cancel=self.cancel_event,
                                 log=self.log.append)
+            self.take_path.parent.mkdir(parents=True, exist_ok=True)
+            self.saved = save_take(self.take, self.take_path)
+            self.solution = workflow.solve(self.take, take_name_from_path(self.settings.source), self.solve_options)
         except CaptureCancelled:
             self.cancelled = True
         except Exception as exc:  # every failure reaches the user through the pump's report
@@ -128,7 +136,7 @@ def start_capture(context) -> CaptureJob:
     if _job is not None and _job.running:
         raise CaptureInputError("A capture is already running: wait for it or cancel it first")
     settings, take_path = capture_settings(context)
-    _job = CaptureJob(settings, take_path)
+    _job = CaptureJob(settings, take_path, workflow.solve_options(context.scene.instanthmr))
     progress = context.window_manager.instanthmr_progress
     progress.running, progress.factor, progress.status = True, 0.0, status_text(None)
     _job.start()
@@ -168,9 +176,8 @@ def pump(context) -> tuple[str, str]:
 
 
 def finish_capture(context, job: CaptureJob) -> str:
-    """Save the take, list the people, solve and build: the only step that writes to the scene."""
-    take = job.take
-    saved = save_take(take, job.take_path)
+    """List the people and build the solved take: the only step that writes to the scene (one tick)."""
+    take, saved = job.take, job.saved
     scene_settings = context.scene.instanthmr
     scene_settings.take_path = str(saved)
     workflow.fill_people(scene_settings, take)
@@ -184,8 +191,8 @@ def finish_capture(context, job: CaptureJob) -> str:
             mesh = workflow.mesh_options(prefs, model_folder(prefs))
         except RuntimeError as exc:
             mesh_note = f" Body mesh skipped: {exc}"
-    built = workflow.build_from_take(context, take, name, workflow.solve_options(scene_settings),
-                                     background=background, take_file=str(saved), mesh=mesh)
+    built = workflow.build_solution(context, take, job.solution, name, background=background,
+                                    take_file=str(saved), mesh=mesh)
     if built.mesh_error:
         mesh_note = f" Body mesh skipped: {built.mesh_error}"
     seconds = time.monotonic() - job.started

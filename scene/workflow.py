@@ -28,16 +28,27 @@ def default_take_path(clip: str, addon_package: str) -> Path:
     return Path(bpy.utils.extension_path_user(addon_package, path="takes", create=True)) / f"{stem}.take.npz"
 
 
-def build_from_take(context, take, take_name: str, options: SolveOptions, *, background: str | None = None,
-                    track_ids: list[int] | None = None, take_file: str | None = None,
-                    mesh: dict | None = None) -> build.CaptureObjects:
-    """Solve the take and write it into the scene (replacing an earlier build of the same name).
+def build_from_take(context, take, take_name: str, options: SolveOptions, **build_options) -> build.CaptureObjects:
+    """Solve the take and write it into the scene (replacing an earlier build of the same name); build_options
+    as for build_solution."""
+    return build_solution(context, take, solve(take, take_name, options), take_name, **build_options)
 
-    mesh: when given, also build the body meshes: keyword arguments of scene.mesh.build_body_meshes
-    (module_path, python, ...); a mesh failure leaves the rigs built and is recorded in `mesh_error`."""
+
+def solve(take, take_name: str, options: SolveOptions):
+    """The engine's solve (no Blender data touched: safe in a worker thread)."""
     solution = solve_take(take, options)
     if not solution.persons:
         raise ValueError(f"take {take_name!r} has nobody to build: no tracked person shows hips and neck")
+    return solution
+
+
+def build_solution(context, take, solution, take_name: str, *, background: str | None = None,
+                   track_ids: list[int] | None = None, take_file: str | None = None,
+                   mesh: dict | None = None) -> build.CaptureObjects:
+    """Write a solved take into the scene (main thread only).
+
+    mesh: when given, also build the body meshes: keyword arguments of scene.mesh.build_body_meshes
+    (module_path, python, ...); a mesh failure leaves the rigs built and is recorded in `mesh_error`."""
     built = build.build_capture(context, take, solution, take_name, background=background, track_ids=track_ids,
                                 take_file=take_file)
     if mesh is not None:
