@@ -1,0 +1,118 @@
+"""Every panel, list and the preferences draw without errors, and everything they show exists: each `prop`
+names a real property of its data and each `operator` a registered operator. Module-mode Blender draws no UI,
+so the draw functions run against a recording layout."""
+
+import sys
+
+import bpy
+import pytest
+from conftest import ADDON_MODULE
+
+
+class RecordingLayout:
+    """Stands in for bpy.types.UILayout: checks what a draw function asks for and records it."""
+
+    def __init__(self, record: list):
+        self.record = record
+        self.enabled = True
+        self.active = True
+        self.alert = False
+
+    def prop(self, data, name, **_kwargs):
+        assert name in data.bl_rna.properties.keys(), f"{type(data).__name__} has no property {name!r}"
+        self.record.append(("prop", name))
+        return None
+
+    def operator(self, idname, **_kwargs):
+        module, _, name = idname.partition(".")
+        assert hasattr(getattr(bpy.ops, module), name), f"operator {idname!r} is not registered"
+        self.record.append(("operator", idname))
+        return _OperatorProperties()
+
+    def template_list(self, list_type, _list_id, data, collection, active_data, active_name, **_kwargs):
+        assert hasattr(bpy.types, list_type), f"UIList {list_type!r} is not registered"
+        assert collection in data.bl_rna.properties.keys() and active_name in active_data.bl_rna.properties.keys()
+        self.record.append(("list", list_type))
+
+    def progress(self, **kwargs):
+        self.record.append(("progress", kwargs.get("text", "")))
+
+    def label(self, **kwargs):
+        self.record.append(("label", kwargs.get("text", "")))
+
+    def separator(self, **_kwargs):
+        pass
+
+    def _child(self, *_args, **_kwargs):
+        return RecordingLayout(self.record)
+
+    row = column = box = split = _child
+
+
+class _OperatorProperties:
+    def __setattr__(self, name, value):
+        pass
+
+
+def addon_classes(base_type):
+    found = []
+    for name, module in sorted(sys.modules.items()):
+        if name.startswith(ADDON_MODULE + ".") and module is not None:
+            found.extend(cls for cls in getattr(module, "classes", ()) if issubclass(cls, base_type))
+    return found
+
+
+def draw(cls, context):
+    record = []
+    holder = type("Holder", (), {"layout": RecordingLayout(record)})()
+    cls.draw(holder, context)
+    return record
+
+
+@pytest.fixture
+def scene_with_people(addon):
+    bpy.ops.wm.read_homefile(use_empty=True)
+    settings = bpy.context.scene.instanthmr
+    person = settings.people.add()
+    person.track_id, person.first_frame, person.last_frame, person.frame_count = 3, 1, 40, 40
+    return settings
+
+
+def test_every_panel_draws_and_shows_only_real_things(scene_with_people):
+    panels = addon_classes(bpy.types.Panel)
+    assert len(panels) >= 5
+    progress = bpy.context.window_manager.instanthmr_progress
+    for running in (False, True):
+        progress.running = running
+        for panel in panels:
+            record = draw(panel, bpy.context)
+            assert record, f"{panel.__name__} drew nothing"
+    progress.running = False
+    main = draw(bpy.types.VIEW3D_PT_instanthmr_capture, bpy.context)
+    assert ("prop", "clip") in main and ("operator", "instanthmr.capture") in main
+
+
+def test_people_list_items_draw(scene_with_people):
+    record = []
+    layout = RecordingLayout(record)
+    item = scene_with_people.people[0]
+    bpy.types.INSTANTHMR_UL_people.draw_item(None, bpy.context, layout, scene_with_people, item, 0,
+                                             scene_with_people, "people_index")
+    assert ("prop", "keep") in record
+    assert any(kind == "label" and "1-40" in text for kind, text in record)
+
+
+def test_preferences_draw(addon):
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    record = []
+    holder_layout = RecordingLayout(record)
+
+    class Holder:
+        layout = holder_layout
+
+        def __getattr__(self, name):
+            return getattr(prefs, name)
+
+    type(prefs).draw(Holder(), bpy.context)
+    shown = {name for kind, name in record if kind == "prop"}
+    assert {"model_folder", "instanthmr_path", "detector_path", "default_device", "threads"} <= shown
