@@ -5,6 +5,7 @@ Both return, per frame, the person boxes above a confidence threshold, best firs
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -15,6 +16,8 @@ import cv2
 import numpy as np
 
 from .runtime import ModelError, TensorSpec, check_signature, create_session, fixed_batch_size
+
+_LOG = logging.getLogger("instanthmr")
 
 #: COCO category id of "person" in RF-DETR's sparse 91-column label space.
 PERSON_CLASS = 1
@@ -93,14 +96,10 @@ def decode_rfdetr(
 def preprocess_rfdetr(frame_rgb: np.ndarray, resolution: int) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> float32 (3, R, R): stretched to R x R, /255, ImageNet mean/std.
 
-    INTER_AREA when shrinking (what RF-DETR's antialiased torchvision resize approximates; plain bilinear
-    would alias a 1920-wide frame down to 384), INTER_LINEAR when enlarging.
+    Plain bilinear (INTER_LINEAR), also when shrinking: rfdetr's own predict resizes with torchvision's
+    bilinear and antialias=False (rfdetr 1.11.2, detr.py), which is what the detector saw in training.
     """
-    height, width = frame_rgb.shape[:2]
-    shrink = resolution < width or resolution < height
-    resized = cv2.resize(
-        frame_rgb, (resolution, resolution), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    )
+    resized = cv2.resize(frame_rgb, (resolution, resolution), interpolation=cv2.INTER_LINEAR)
     return imagenet_chw(resized)
 
 
@@ -180,14 +179,34 @@ class OnnxRFDETR(PersonDetector):
 
 
 class DetectorUnavailable(ModelError):
-    """The PyTorch detector was asked for but `rfdetr` (or torch) is not installed."""
+    """The PyTorch detector was asked for but `rfdetr` (or a working torch + torchvision) is not installed."""
+
+
+#: `TorchRFDETR(weights=NO_WEIGHTS)` builds the network with random weights and downloads nothing. Its boxes are
+#: meaningless: it is for testing the data path and the ONNX export offline, never for a capture.
+NO_WEIGHTS = "none"
+#: The add-on's device names -> the torch device each asks for ("coreml" means Apple silicon: MPS in torch).
+TORCH_DEVICES = {"cpu": "cpu", "cuda": "cuda", "coreml": "mps"}
+#: The class name RF-DETR's `predict` attaches to person boxes, for COCO and fine-tuned checkpoints alike.
+PERSON_NAME = "person"
 
 
 class TorchRFDETR(PersonDetector):
-    """RF-DETR through the `rfdetr` PyTorch package, only when the user installed it (imported lazily).
+    """RF-DETR through the `rfdetr` PyTorch package (1.11), only when the user installed it (imported lazily).
 
-    variant: "nano" | "small" | "medium" | "large". weights: a checkpoint path, or None for the package's
-    COCO weights (which it downloads on first use).
+    variant: "nano" | "small" | "medium" | "large".
+    weights: None for rfdetr's COCO checkpoint (downloaded into `$RF_HOME`, default `~/.roboflow/models`, on
+    first use), a checkpoint path (.pth; it must have a "person" class), or NO_WEIGHTS ("none") for random
+    weights (offline tests only).
+    resolution: square input size R, a multiple of 32; None keeps the variant's own (384 nano ... 704 large).
+    device: "auto" lets rfdetr choose (CUDA, then MPS, then CPU); "cpu" | "cuda" | "coreml" (MPS). A device this
+    torch build cannot use, or "directml", falls back to the CPU with one log line.
+    max_batch: frames per `predict` call (memory grows with it).
+
+    Differences from OnnxRFDETR that callers may see: rfdetr resizes with plain bilinear (no antialiasing),
+    clamps boxes to the frame (so edge boxes can fall under MIN_BOX_SIZE and go), and keeps the 300 best
+    (query, class) pairs over all classes before the person filter, where the ONNX decode reads the person
+    column of all 300 queries: in a scene full of other objects a weak person can be missing here.
     """
 
     def __init__(
@@ -198,39 +217,110 @@ class TorchRFDETR(PersonDetector):
         *,
         weights: str | os.PathLike | None = None,
         resolution: int | None = None,
+        max_batch: int = 4,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         if variant not in RFDETR_RESOLUTIONS:
             raise ModelError(f"unknown RF-DETR variant {variant!r}: use one of {', '.join(RFDETR_RESOLUTIONS)}")
+        if resolution is not None and (int(resolution) <= 0 or int(resolution) % 32):
+            raise ModelError(
+                f"RF-DETR input resolution {resolution} is not a positive multiple of 32 "
+                f"(the {variant} default is {RFDETR_RESOLUTIONS[variant]})"
+            )
+        log = log or _LOG.info
         rfdetr = import_rfdetr()
         model_class = getattr(rfdetr, "RFDETR" + variant.capitalize())
         kwargs: dict[str, object] = {}
         if weights is not None:
-            kwargs["pretrain_weights"] = str(weights)
+            kwargs["pretrain_weights"] = _pretrain_weights(weights)
         if resolution is not None:
             kwargs["resolution"] = int(resolution)
-        if device in ("cpu", "cuda"):
-            kwargs["device"] = device
+        torch_device = _torch_device(device, log)
+        if torch_device is not None:
+            kwargs["device"] = torch_device
         try:
             self.model = model_class(**kwargs)
-        except Exception as exc:
-            raise ModelError(f"RF-DETR {variant} could not be created ({type(exc).__name__}: {exc})") from exc
+        except Exception as exc:  # pydantic, torch.load and download errors alike: say which model failed
+            hint = (
+                "the COCO weights are downloaded on first use: connect to the internet once, or give a checkpoint"
+                if weights is None
+                else "is it an RF-DETR checkpoint of this variant?"
+            )
+            raise ModelError(
+                f"RF-DETR {variant} could not be created ({type(exc).__name__}: {exc}): {hint}"
+            ) from exc
+        class_names = list(self.model.class_names)
+        if PERSON_NAME not in class_names:
+            shown = ", ".join(class_names[:10]) + (" ..." if len(class_names) > 10 else "")
+            source = "RF-DETR's COCO checkpoint" if weights is None else f"`{Path(weights).name}`"
+            raise ModelError(
+                f"{source} has no \"person\" class (its classes: {shown}): use a checkpoint "
+                "trained to detect people, or the COCO weights"
+            )
         self.variant = variant
         self.confidence = float(confidence)
+        self.resolution = int(self.model.model.resolution)
+        self.device = str(self.model.model.device)
+        self.batch_size = max(1, int(max_batch))
 
     def detect(self, frames_rgb: Sequence[np.ndarray]) -> list[Detections]:
-        if not frames_rgb:
-            return []
-        # rfdetr takes RGB numpy images and returns one supervision Detections per image for a list.
-        predictions = self.model.predict(list(frames_rgb), threshold=self.confidence)
-        if not isinstance(predictions, list):
-            predictions = [predictions]
-        results = []
-        for prediction in predictions:
-            person = np.asarray(prediction.class_id) == PERSON_CLASS
-            boxes = np.asarray(prediction.xyxy, np.float32).reshape(-1, 4)[person]
-            scores = np.asarray(prediction.confidence, np.float32).reshape(-1)[person]
-            results.append(_sorted_above(boxes, scores, self.confidence))
+        results: list[Detections] = []
+        for start in range(0, len(frames_rgb), self.batch_size):
+            chunk = list(frames_rgb[start : start + self.batch_size])
+            # rfdetr takes RGB (H, W, 3) uint8 arrays; a list in gives one supervision.Detections per image out.
+            predictions = self.model.predict(chunk, threshold=self.confidence, include_source_image=False)
+            if not isinstance(predictions, list):
+                predictions = [predictions]
+            for prediction in predictions:
+                person = _person_rows(prediction)
+                boxes = np.asarray(prediction.xyxy, np.float32).reshape(-1, 4)[person]
+                scores = np.asarray(prediction.confidence, np.float32).reshape(-1)[person]
+                results.append(_sorted_above(boxes, scores, self.confidence))
         return results
+
+
+def _pretrain_weights(weights: str | os.PathLike) -> str | None:
+    """The `pretrain_weights` value rfdetr wants for our `weights` argument (None = random weights)."""
+    if isinstance(weights, str) and weights == NO_WEIGHTS:
+        return None
+    path = Path(weights)
+    if not path.is_file():
+        raise ModelError(f"RF-DETR checkpoint `{path}` does not exist: check the path, or leave it empty for COCO")
+    # rfdetr treats a bare file name as a name in its download cache: pass a path it will read as it is
+    return str(path.resolve())
+
+
+def _torch_device(device: str, log: Callable[[str], None]) -> str | None:
+    """The torch device for the add-on's device name; None lets rfdetr pick the best one itself."""
+    if device == "auto":
+        return None
+    if device == "directml":
+        log("device 'directml' is for the ONNX detector only; the PyTorch detector uses the CPU")
+        return "cpu"
+    if device not in TORCH_DEVICES:
+        raise ModelError(f"unknown device {device!r}: use one of auto, {', '.join(TORCH_DEVICES)}")
+    wanted = TORCH_DEVICES[device]
+    if wanted == "cpu":
+        return wanted
+    import torch  # present: import_rfdetr() succeeded first
+
+    usable = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if usable[wanted]:
+        return wanted
+    log(f"device {device!r} asked for, but this torch build ({torch.__version__}) cannot use {wanted}; using the CPU")
+    return "cpu"
+
+
+def _person_rows(prediction) -> np.ndarray:
+    """(K,) bool: the rows of one supervision.Detections that are people.
+
+    rfdetr names each row's class: COCO checkpoints use sparse category ids (person = 1), fine-tuned ones
+    0-based indices into their own class list, so the name is the one test that holds for both.
+    """
+    names = getattr(prediction, "data", {}).get("class_name")
+    if names is not None:
+        return np.asarray(names) == PERSON_NAME
+    return np.asarray(prediction.class_id).reshape(-1) == PERSON_CLASS
 
 
 def import_rfdetr():
@@ -243,5 +333,12 @@ def import_rfdetr():
             "the PyTorch RF-DETR detector needs the `rfdetr` package: pip install \"rfdetr[onnx]\" with a "
             "CPU or CUDA torch build into Blender's Python, or use the ONNX detector (an RF-DETR .onnx file) "
             f"instead ({exc})"
+        ) from exc
+    except RuntimeError as exc:
+        # e.g. "operator torchvision::nms does not exist": torchvision built for another torch (CUDA vs CPU)
+        raise DetectorUnavailable(
+            f"`rfdetr` is installed but torch and torchvision do not match ({exc}): install both from the same "
+            "index (e.g. pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu), or use "
+            "the ONNX detector (an RF-DETR .onnx file) instead"
         ) from exc
     return rfdetr

@@ -33,7 +33,7 @@ echo "setup_venv: creating $venv with $("$python" --version) ..." >&2
 # pip's exit status is lost in the pipe above: check the result directly.
 "$venv/bin/python" - <<'PY'
 import importlib.util, sys
-missing = [m for m in ("bpy", "numpy", "onnxruntime", "cv2", "onnx", "pytest", "torch") if importlib.util.find_spec(m) is None]
+missing = [m for m in ("bpy", "numpy", "onnxruntime", "cv2", "onnx", "pytest", "torch", "torchvision", "rfdetr") if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit("setup_venv: these packages failed to install: " + ", ".join(missing))
 PY

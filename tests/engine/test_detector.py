@@ -10,6 +10,7 @@ import pytest
 
 from instanthmr_blender import detector as detector_module
 from instanthmr_blender.detector import (
+    NO_WEIGHTS,
     DetectorUnavailable,
     OnnxRFDETR,
     TorchRFDETR,
@@ -124,31 +125,81 @@ def test_torch_backend_without_rfdetr_says_how_to_install(monkeypatch):
         TorchRFDETR("huge")
 
 
-def test_torch_backend_keeps_people_only(monkeypatch):
-    created = {}
+class FakePrediction:
+    """What rfdetr 1.11's predict gives per image: a supervision.Detections with class names in `data`."""
 
-    class FakePrediction:
-        def __init__(self):
-            self.xyxy = np.array([[0, 0, 10, 20], [5, 5, 50, 60], [1, 1, 2, 2]], np.float32)
-            self.confidence = np.array([0.6, 0.9, 0.95], np.float32)
-            self.class_id = np.array([1, 1, 3])
+    def __init__(self):
+        self.xyxy = np.array([[0, 0, 10, 20], [5, 5, 50, 60], [1, 1, 2, 2], [0, 0, 9, 9]], np.float32)
+        self.confidence = np.array([0.6, 0.9, 0.95, 0.7], np.float32)
+        self.class_id = np.array([1, 1, 3, 0])
+        self.data = {"class_name": np.array(["person", "person", "car", ""])}
+
+
+def fake_rfdetr(created: dict, class_names=("person", "bicycle", "car")):
+    """A stand-in `rfdetr` module whose RFDETRNano records what it was given."""
 
     class FakeNano:
         def __init__(self, **kwargs):
-            created.update(kwargs)
+            created["init"] = kwargs
+            self.class_names = list(class_names)
+            self.model = types.SimpleNamespace(resolution=kwargs.get("resolution", 384), device="cpu")
 
-        def predict(self, images, threshold):
+        def predict(self, images, threshold, include_source_image=True):
+            created.setdefault("batches", []).append(len(images))
             created["threshold"] = threshold
             return [FakePrediction() for _ in images]
 
-    monkeypatch.setitem(sys.modules, "rfdetr", types.SimpleNamespace(RFDETRNano=FakeNano))
-    det = TorchRFDETR("nano", confidence=0.55, device="cpu", weights="ckpt.pth")
-    results = det.detect([np.zeros((8, 8, 3), np.uint8)] * 2)
-    assert created == {"pretrain_weights": "ckpt.pth", "device": "cpu", "threshold": 0.55}
-    assert len(results) == 2
+    return types.SimpleNamespace(RFDETRNano=FakeNano)
+
+
+def test_torch_backend_keeps_people_only(monkeypatch, tmp_path):
+    created = {}
+    monkeypatch.setitem(sys.modules, "rfdetr", fake_rfdetr(created))
+    checkpoint = tmp_path / "ckpt.pth"
+    checkpoint.write_bytes(b"weights")
+    det = TorchRFDETR("nano", confidence=0.55, device="cpu", weights=checkpoint, max_batch=2)
+    results = det.detect([np.zeros((8, 8, 3), np.uint8)] * 3)
+    assert created["init"] == {"pretrain_weights": str(checkpoint.resolve()), "device": "cpu"}
+    assert created["threshold"] == 0.55 and created["batches"] == [2, 1]
+    assert len(results) == 3
     np.testing.assert_allclose(results[0].scores, [0.9, 0.6])
     np.testing.assert_allclose(results[0].boxes, [[5, 5, 50, 60], [0, 0, 10, 20]])
-    assert detector_module.RFDETR_RESOLUTIONS["nano"] == 384
+    assert det.resolution == 384 and detector_module.RFDETR_RESOLUTIONS["nano"] == 384
+
+
+def test_torch_backend_weights_and_devices(monkeypatch, tmp_path):
+    created = {}
+    monkeypatch.setitem(sys.modules, "rfdetr", fake_rfdetr(created))
+    TorchRFDETR("nano", weights=NO_WEIGHTS, resolution=192)
+    assert created["init"] == {"pretrain_weights": None, "resolution": 192}  # "auto": rfdetr picks the device
+    TorchRFDETR("nano")
+    assert created["init"] == {}  # rfdetr's COCO checkpoint
+    lines = []
+    TorchRFDETR("nano", device="directml", log=lines.append)
+    assert created["init"] == {"device": "cpu"} and "ONNX detector only" in lines[0]
+    with pytest.raises(ModelError, match=r"checkpoint `.*missing.pth` does not exist"):
+        TorchRFDETR("nano", weights=tmp_path / "missing.pth")
+    with pytest.raises(ModelError, match="not a positive multiple of 32"):
+        TorchRFDETR("nano", resolution=100)
+    with pytest.raises(ModelError, match="unknown device 'tpu'"):
+        TorchRFDETR("nano", device="tpu")
+    monkeypatch.setitem(sys.modules, "rfdetr", fake_rfdetr(created, class_names=("cat", "dog")))
+    with pytest.raises(ModelError, match=r"has no \"person\" class \(its classes: cat, dog\)"):
+        TorchRFDETR("nano", weights=NO_WEIGHTS)
+
+
+def test_torch_backend_with_mismatched_torchvision_says_what_is_wrong(monkeypatch):
+    """A CUDA torchvision next to a CPU torch fails at import with a RuntimeError, not an ImportError."""
+
+    class BrokenFinder:
+        def find_spec(self, name, path=None, target=None):
+            if name == "rfdetr":
+                raise RuntimeError("operator torchvision::nms does not exist")
+
+    monkeypatch.delitem(sys.modules, "rfdetr", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [BrokenFinder(), *sys.meta_path])
+    with pytest.raises(DetectorUnavailable, match="torch and torchvision do not match"):
+        TorchRFDETR("nano")
 
 
 def load_export_tool():
@@ -170,6 +221,9 @@ def test_export_tool_checks_its_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.main(["--out", str(tmp_path / "a.onnx"), "--weights", str(tmp_path / "missing.pth")])
     assert "missing.pth does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tool.main(["--out", str(tmp_path / "a.onnx"), "--resolution", "100"])
+    assert "--resolution must be a positive multiple of 32" in capsys.readouterr().err
 
 
 def test_export_tool_without_rfdetr_says_what_to_install(tmp_path, capsys, monkeypatch):
@@ -184,6 +238,8 @@ def test_export_tool_moves_and_checks_what_rfdetr_wrote(tmp_path, capsys, monkey
     calls = {}
 
     class FakeSmall:
+        class_names = ["person", "bicycle"]
+
         def __init__(self, **kwargs):
             calls["init"] = kwargs
 
@@ -194,11 +250,12 @@ def test_export_tool_moves_and_checks_what_rfdetr_wrote(tmp_path, capsys, monkey
 
     monkeypatch.setitem(sys.modules, "rfdetr", types.SimpleNamespace(RFDETRSmall=FakeSmall))
     out = tmp_path / "models" / "rfdetr-small.onnx"
-    assert load_export_tool().main(["--variant", "small", "--out", str(out), "--resolution", "28"]) == 0
-    assert calls["init"] == {"resolution": 28}
-    assert calls["export"] == {"shape": (28, 28), "batch_size": 1, "dynamic_batch": True}
-    assert OnnxRFDETR(out, device="cpu").resolution == 28
-    assert "input 28x28, batch dynamic" in capsys.readouterr().out
+    argv = ["--variant", "small", "--out", str(out), "--resolution", "32", "--weights", "none"]
+    assert load_export_tool().main(argv) == 0
+    assert calls["init"] == {"resolution": 32, "pretrain_weights": None}
+    assert calls["export"] == {"shape": (32, 32), "batch_size": 1, "dynamic_batch": True}
+    assert OnnxRFDETR(out, device="cpu").resolution == 32
+    assert "(random weights), input 32x32, batch dynamic" in capsys.readouterr().out
 
 
 def test_degenerate_boxes_are_dropped():
