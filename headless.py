@@ -213,12 +213,15 @@ def run(args) -> int:
     _clear_default_scene()
     background = None if args.no_background or not clip or not Path(clip).exists() else str(Path(clip).resolve())
     name = take_name_from_path(clip or args.take)
+    out = Path(args.out) if args.out else Path.cwd() / f"{name}.blend"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if mesh is not None:
+        # The .blend is saved last: put the point caches where a saved file's caches go, beside it.
+        mesh["cache_dir"] = str(out.resolve().parent / f"{out.stem}_instanthmr_cache")
     built = workflow.build_from_take(bpy.context, take, name, options, background=background, mesh=mesh,
                                      take_file=args.take or args.save_take)
     if built.mesh_error:
         raise MeshError(built.mesh_error)
-    out = Path(args.out) if args.out else Path.cwd() / f"{name}.blend"
-    out.parent.mkdir(parents=True, exist_ok=True)
     for path in args.export:
         written.extend(export_capture(bpy.context, built.rigs, path, per_person=args.export_per_person))
     bpy.ops.wm.save_as_mainfile(filepath=str(out.resolve()), check_existing=False)

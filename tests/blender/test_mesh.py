@@ -201,6 +201,8 @@ def test_headless_mesh_flags(api, sam3d_stub, mesh_python, fixtures_dir, tmp_pat
     result = run("--mesh", "--mhr-model", str(sam3d_stub), "--mesh-python", str(mesh_python))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "and 4 body meshes" in result.stdout
+    caches = sorted((tmp_path / "mesh_instanthmr_cache").glob("*.pc2"))
+    assert len(caches) == 4  # beside the written .blend, as for a saved file
     # Without a Python that has torch, the flag fails up front with one clear line.
     no_torch = run("--mesh", "--mhr-model", str(sam3d_stub))
     assert no_torch.returncode == 2
