@@ -98,8 +98,8 @@ class INSTANTHMR_OT_build_mesh(bpy.types.Operator):
             if module_path:
                 module_path = Path(bpy.path.abspath(module_path))
             else:
-                module_path = ensure_mhr_module(model_folder(prefs, create=True),
-                                                allow_network=bpy.app.online_access)
+                # No download on the main thread: the preferences' Download MHR Module fetches the archive.
+                module_path = ensure_mhr_module(model_folder(prefs, create=True), allow_network=False)
             python = self.python or getattr(prefs, PREF_MESH_PYTHON, "")
             solution = CaptureSolution(camera_matrix_world=np.array(cameras[0].matrix_world), persons=[])
             objects = scene_mesh.build_body_meshes(

@@ -83,6 +83,9 @@ def start_download(context, names: list[str] | None = None) -> DownloadJob:
     folder = model_folder(prefs, create=True)
     if names is None:
         names = ModelFolder(folder).missing(list(DOWNLOADABLE_MODELS))
+    unknown = [name for name in names if name not in KNOWN_MODELS]
+    if unknown:
+        raise RuntimeError(f"Unknown model(s) {', '.join(unknown)}: known are {', '.join(KNOWN_MODELS)}")
     _download = DownloadJob(list(names), folder, allow_network=bool(bpy.app.online_access))
     context.window_manager.instanthmr_download.running = True
     _download.start()
@@ -119,6 +122,10 @@ class INSTANTHMR_OT_download_models(bpy.types.Operator):
     bl_idname = "instanthmr.download_models"
     bl_label = "Download Models"
 
+    models: bpy.props.StringProperty(
+        name="Models", default="", options={"SKIP_SAVE"},
+        description="Comma-separated model names to download (empty: the missing capture models)")
+
     _timer = None
 
     @classmethod
@@ -128,9 +135,12 @@ class INSTANTHMR_OT_download_models(bpy.types.Operator):
             return False
         return _download is None or not _download.running
 
+    def _names(self) -> list[str] | None:
+        return [name.strip() for name in self.models.split(",") if name.strip()] or None
+
     def invoke(self, context, event):
         try:
-            start_download(context)
+            start_download(context, self._names())
         except RuntimeError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -140,7 +150,7 @@ class INSTANTHMR_OT_download_models(bpy.types.Operator):
 
     def execute(self, context):
         try:
-            start_download(context)
+            start_download(context, self._names())
         except RuntimeError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -93,6 +93,8 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
         box.label(text="Optional body mesh (MHR, needs PyTorch)")
         box.prop(self, "mhr_model_path")
         box.prop(self, "mesh_python")
+        if bpy.app.online_access and not self.mhr_model_path:
+            box.operator("instanthmr.download_models", text="Download MHR Module", icon="IMPORT").models = "mhr-assets"
         if not mesh_available(self):
             box.label(text="No PyTorch in Blender's Python: point 'Python for the body mesh' at a Python with "
                       "torch installed", icon="INFO")
