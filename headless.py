@@ -19,14 +19,15 @@ from .instanthmr_blender.pipeline import CaptureError, CaptureSettings, Progress
 from .instanthmr_blender.runtime import ModelError
 from .instanthmr_blender.solve import SolveError, SolveOptions
 from .instanthmr_blender.take import TakeError, load_take, save_take
-from .scene import workflow
+from .retarget.bake import RetargetError
+from .scene import naming, workflow
 from .scene.build import take_name_from_path
 from .scene.export import ExportError, export_capture, export_format
 from .ui.preferences import detector_model_path, get_preferences, model_path
 
 DEVICES = ("auto", "cpu", "cuda", "coreml", "directml")
 # Errors whose message tells the user what to fix in the input: exit status 2.
-INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError)
+INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError, RetargetError)
 
 
 class UsageError(Exception):
@@ -87,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="export the rigs (repeatable); BVH writes one file per person")
     output.add_argument("--export-per-person", action="store_true", help="one FBX/glTF file per person")
     output.add_argument("--no-background", action="store_true", help="no video behind the camera")
+    retarget = parser.add_argument_group("retarget")
+    retarget.add_argument("--retarget-to", metavar="PATH.blend[:OBJECT]",
+                          help="append that armature (Rigify, Mixamo-style...) and bake the capture onto it")
+    retarget.add_argument("--retarget-person", type=int, default=None, metavar="TRACK",
+                          help="which tracked person to retarget (default: the first)")
+    retarget.add_argument("--retarget-root-motion", choices=("full", "in_place", "ground"), default="full")
+    retarget.add_argument("--retarget-scale", type=float, default=None,
+                          help="target / capture size for root motion (default: from the legs' lengths)")
     mesh = parser.add_argument_group("body mesh (optional, needs PyTorch)")
     mesh.add_argument("--mesh", action="store_true", help="also build an animated MHR body mesh per person")
     mesh.add_argument("--mhr-model", metavar="PATH",
@@ -174,6 +183,29 @@ def _mesh_options(args, prefs) -> dict:
     return options
 
 
+def _blend_part(spec: str) -> str:
+    """`PATH.blend[:OBJECT]` -> PATH.blend (a Windows drive colon is part of the path)."""
+    index = spec.lower().rfind(".blend")
+    return spec[: index + len(".blend")] if index >= 0 else spec
+
+
+def _retarget(args, rigs) -> None:
+    from .retarget import append_target, retarget_capture
+
+    if args.retarget_person is None:
+        source = rigs[0]
+    else:
+        source = next((rig for rig in rigs if rig.get(naming.PROP_TRACK_ID) == args.retarget_person), None)
+        if source is None:
+            ids = ", ".join(str(rig.get(naming.PROP_TRACK_ID)) for rig in rigs)
+            raise UsageError(f"--retarget-person {args.retarget_person}: no such person (tracked: {ids})")
+    target = append_target(args.retarget_to, bpy.context)
+    result = retarget_capture(bpy.context, source, target, root_motion=args.retarget_root_motion,
+                              scale=args.retarget_scale)
+    _print(f"capture: retargeted {source.name} onto {target.name} ({len(result.frames)} frames, "
+           f"action {result.action.name})")
+
+
 def _people(count: int) -> str:
     return f"{count} person" if count == 1 else f"{count} people"
 
@@ -194,6 +226,10 @@ def run(args) -> int:
         raise UsageError("nothing to capture: give a clip, --image PATH or --take IN.npz")
     for path in args.export:
         export_format(path)  # fail now, not after a long capture
+    if args.retarget_to:
+        target_file = _blend_part(args.retarget_to)
+        if not Path(target_file).is_file():
+            raise UsageError(f"--retarget-to {args.retarget_to}: {target_file} is not a file")
     prefs = get_preferences()
     mesh = _mesh_options(args, prefs) if args.mesh else None
     if args.take:
@@ -222,6 +258,8 @@ def run(args) -> int:
                                      take_file=args.take or args.save_take)
     if built.mesh_error:
         raise MeshError(built.mesh_error)
+    if args.retarget_to:
+        _retarget(args, built.rigs)
     for path in args.export:
         written.extend(export_capture(bpy.context, built.rigs, path, per_person=args.export_per_person))
     bpy.ops.wm.save_as_mainfile(filepath=str(out.resolve()), check_existing=False)
