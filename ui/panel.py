@@ -29,7 +29,9 @@ class VIEW3D_PT_instanthmr_capture(_CapturePanel, bpy.types.Panel):
             box = layout.box()
             box.label(text="Model files missing: " + ", ".join(missing), icon="ERROR")
             box.operator("preferences.addon_show", text="Open Preferences").module = prefs.bl_idname
-        layout.prop(settings, "clip")
+        row = layout.row(align=True)
+        row.prop(settings, "clip")
+        row.operator("instanthmr.choose_clip", text="", icon="FILEBROWSER")
         row = layout.row(align=True)
         row.prop(settings, "frame_start")
         row.prop(settings, "frame_end")

@@ -210,3 +210,19 @@ def test_take_round_trips_through_the_saved_file(capture_ops, fixtures_dir, tmp_
     take = take_module.load_take(settings.take_path)
     assert take.joints_cam.shape == (2, 15, 70, 3) and np.isfinite(take.joints_cam[take.valid]).all()
     assert take.source.endswith(VIDEO)
+
+
+def test_clip_picker_lists_videos_and_images_and_sets_the_clip(addon, fixtures_dir, tmp_path):
+    bpy.ops.wm.read_homefile(use_empty=True)
+    glob = bpy.ops.instanthmr.choose_clip.get_rna_type().properties["filter_glob"].default
+    assert all(f"*{ext}" in glob for ext in (".mp4", ".mov", ".avi", ".mkv", ".webm", ".png", ".jpg"))
+    video = fixtures_dir / "video" / "one_person_lab.mp4"
+    assert bpy.ops.instanthmr.choose_clip(filepath=str(video)) == {"FINISHED"}
+    assert bpy.context.scene.instanthmr.clip == str(video)
+    frame = tmp_path / "seq" / "frame_0001.png"
+    frame.parent.mkdir()
+    frame.write_bytes(b"not decoded here")
+    assert bpy.ops.instanthmr.choose_clip(filepath=str(frame), sequence=True) == {"FINISHED"}
+    assert bpy.context.scene.instanthmr.clip == str(frame.parent)
+    with pytest.raises(RuntimeError, match="no such file"):
+        bpy.ops.instanthmr.choose_clip(filepath=str(tmp_path / "missing.mp4"))
