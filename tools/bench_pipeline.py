@@ -50,6 +50,9 @@ from instanthmr_blender.pipeline import (  # noqa: E402
 from instanthmr_blender.runtime import ModelError  # noqa: E402
 from tests.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import cpu_model  # noqa: E402
+
 DEFAULT_FIXTURES = Path(os.environ.get("INSTANTHMR_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
 CLIPS = ("two_people_walking.mp4", "one_person_lab.mp4", "pedestrians.avi")
 #: Where the stand-in detector "sees" people in every frame, whatever the image (normalised cx, cy, w, h):
@@ -412,16 +415,6 @@ def micro_rows(
 
 # ---------------------------------------------------------------------------------------------------------
 # Output.
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def describe_load() -> str:

@@ -30,6 +30,9 @@ from instanthmr_blender.filters import SMOOTHING_LEVELS, SMOOTHING_METHODS  # no
 from instanthmr_blender.solve import SolveError, SolveOptions, solve_take  # noqa: E402
 from tests.cmu_take import CMU_RELATIVE_PATH, CmuTake, cmu_take, load_cmu  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import cpu_model  # noqa: E402
+
 DEFAULT_FIXTURES = Path(os.environ.get("INSTANTHMR_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
 #: Functions whose cumulative time the breakdown reports, in pipeline order: (module file, function, label).
 #: A function the solve no longer has is simply left out of the table.
@@ -172,16 +175,6 @@ def stage_breakdown(rated: RatedTake, options: SolveOptions) -> tuple[float, lis
     total = cumulative.get(("solve.py", "solve_take"), 0.0)
     found = [(label, cumulative[(module, fn)]) for module, fn, label in STAGES if (module, fn) in cumulative]
     return total, found
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_line() -> str:
