@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     retarget.add_argument("--retarget-root-motion", choices=("full", "in_place", "ground"), default="full")
     retarget.add_argument("--retarget-scale", type=float, default=None,
                           help="target / capture size for root motion (default: from the legs' lengths)")
+    retarget.add_argument("--retarget-bake-ik", action="store_true",
+                          help="Rigify targets: also key the IK controls to match (switches stay on FK)")
     mesh = parser.add_argument_group("body mesh (optional, needs PyTorch)")
     mesh.add_argument("--mesh", action="store_true", help="also build an animated MHR body mesh per person")
     mesh.add_argument("--mhr-model", metavar="PATH",
@@ -201,7 +203,7 @@ def _retarget(args, rigs) -> None:
             raise UsageError(f"--retarget-person {args.retarget_person}: no such person (tracked: {ids})")
     target = append_target(args.retarget_to, bpy.context)
     result = retarget_capture(bpy.context, source, target, root_motion=args.retarget_root_motion,
-                              scale=args.retarget_scale)
+                              scale=args.retarget_scale, bake_ik=args.retarget_bake_ik)
     _print(f"capture: retargeted {source.name} onto {target.name} ({len(result.frames)} frames, "
            f"action {result.action.name})")
 

@@ -48,7 +48,8 @@ class RetargetResult:
 
     action: the new action on the target; frames: (N,) scene frames baked (the source's keyed frames);
     pairs: the (source, target, mode) pairs driven (target names as in the armature); skipped: pairs left out and
-    why; scale: target / source leg length used for root motion; switches: IK/FK properties keyed to FK.
+    why; scale: target / source leg length used for root motion; switches: IK/FK properties keyed to FK;
+    ik_controls: Rigify IK controls keyed to match the FK pose (bake_ik), empty otherwise.
     """
 
     action: bpy.types.Action
@@ -60,6 +61,7 @@ class RetargetResult:
     root_bone: str = ""
     switches: list[rigify.SwitchProperty] = field(default_factory=list)
     removed_actions: list[str] = field(default_factory=list)
+    ik_controls: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -304,12 +306,10 @@ def retarget_capture(context, source_rig, target_rig, *, bone_map: bone_maps.Bon
     source_rig: a capture rig (or any armature with the capture rig's bone names) with an action; target_rig:
     a generated Rigify rig, a Mixamo skeleton or an armature with metarig names (bone_map None: the best
     matching preset). root_motion: one of ROOT_MOTION_MODES; scale: target / source size for root motion
-    (None: from the legs' rest lengths). bake_ik: not available yet (RetargetError); the FK controls are baked.
-    progress: called with the fraction done (0..1) after each frame.
+    (None: from the legs' rest lengths). bake_ik: also key a generated Rigify rig's IK controls (hand / foot,
+    pole, IK base) so that switching a limb to IK gives the baked FK pose, with either pole setting; the IK/FK
+    switches stay keyed to FK. progress: called with the fraction done (0..1) after each frame.
     """
-    if bake_ik:
-        raise RetargetError("baking the IK controls is not available in this version: bake without it (the "
-                            "FK controls are keyed and the IK/FK switches set to FK)")
     _check_armature(source_rig, "source")
     _check_armature(target_rig, "target")
     if source_rig == target_rig:
@@ -353,6 +353,7 @@ def retarget_capture(context, source_rig, target_rig, *, bone_map: bone_maps.Bon
               for level in range(max(bone.level for bone in driven.values()) + 1)]
     root_plan, scale = _plan_root(bone_map, pairs, source_rig, target_rig, root_motion, scale, skipped)
     switches = rigify.ik_fk_switches(target_rig) if rigify.is_generated_rig(target_rig) else []
+    limbs = _ik_limbs(target_rig, skipped) if bake_ik else []
 
     scene = context.scene
     frame_before = scene.frame_current, scene.frame_subframe
@@ -365,6 +366,11 @@ def retarget_capture(context, source_rig, target_rig, *, bone_map: bone_maps.Bon
                             tuple(pb.rotation_axis_angle), pb.scale.copy()) for pb in target_pose}
     rotations = {name: np.zeros((len(frames), 4)) for name in driven}
     root_locations = np.zeros((len(frames), 3))
+    ik_controls = [name for limb in limbs for name in limb.controls]
+    ik_bases = {name: np.zeros((len(frames), 4, 4)) for name in ik_controls}
+    # The IK base is matched with the pole off; the pole's own placement does not depend on it. The user's
+    # setting comes back afterwards (it is not keyed).
+    saved_poles = {limb.switch_bone: target_pose[limb.switch_bone].get(rigify.POLE_SWITCH) for limb in limbs}
     try:
         # The bake poses the target by hand, frame after frame: its own action or NLA would overwrite that.
         animation.action = None
@@ -375,6 +381,10 @@ def retarget_capture(context, source_rig, target_rig, *, bone_map: bone_maps.Bon
             pb.rotation_axis_angle = (0, 0, 1, 0)
         for switch in switches:
             target_pose[switch.bone][switch.name] = switch.fk_value
+        for bone_name, value in saved_poles.items():
+            if value is not None:
+                target_pose[bone_name][rigify.POLE_SWITCH] = type(value)(0)
+        target_rig.update_tag()  # custom properties set from Python do not re-run the drivers reading them
         world_rotation = _rotation(target_rig.matrix_world)
         world_inverse = target_rig.matrix_world.inverted()
         source_world = source_rig.matrix_world
@@ -400,8 +410,11 @@ def retarget_capture(context, source_rig, target_rig, *, bone_map: bone_maps.Bon
                     if root_plan is not None and bone.target == root_plan.bone:
                         pose_bone.location = location
                         root_locations[row] = location
-                if level_index + 1 < len(levels):
+                if level_index + 1 < len(levels) or limbs:
                     view_layer.update()
+            if limbs:
+                for name, basis in rigify.match_ik_to_fk(target_rig, limbs, view_layer).items():
+                    ik_bases[name][row] = basis
             if progress is not None:
                 progress((row + 1) / len(frames))
     except BaseException:
@@ -411,6 +424,10 @@ def retarget_capture(context, source_rig, target_rig, *, bone_map: bone_maps.Bon
         raise
     finally:
         animation.use_nla = previous_use_nla
+        for bone_name, value in saved_poles.items():
+            if value is not None:
+                target_pose[bone_name][rigify.POLE_SWITCH] = value
+        target_rig.update_tag()
         for pb in target_pose:
             location, quaternion, euler, axis_angle, bone_scale = saved_pose[pb.name]
             pb.location, pb.rotation_quaternion, pb.rotation_euler = location, quaternion, euler
@@ -425,6 +442,8 @@ def retarget_capture(context, source_rig, target_rig, *, bone_map: bone_maps.Bon
         _write_rotation(writer, target_pose[name], frames, values)
     if root_plan is not None:
         writer.write(f'pose.bones["{root_plan.bone}"].location', root_plan.bone, frames, root_locations)
+    for name in ik_controls:
+        _write_transform(writer, target_pose[name], frames, ik_bases[name])
     for switch in switches:
         ends = frames[[0, -1]] if len(frames) > 1 else frames[:1]
         writer.write(switch.data_path, switch.bone, ends, np.full((len(ends), 1), switch.fk_value), "CONSTANT")
@@ -432,7 +451,40 @@ def retarget_capture(context, source_rig, target_rig, *, bone_map: bone_maps.Bon
     action.name = f"{take} -> {target_rig.name}"  # the replaced action's name is free again
     scene.frame_set(frame_before[0], subframe=frame_before[1])
     return RetargetResult(action, bone_map, frames, pairs, skipped, scale,
-                          root_plan.bone if root_plan is not None else "", switches, removed)
+                          root_plan.bone if root_plan is not None else "", switches, removed, ik_controls)
+
+
+def _ik_limbs(target, skipped: list[str]) -> list[rigify.IkLimb]:
+    """The limbs whose IK controls a bake_ik retarget keys; refuses a target that has none."""
+    if not rigify.is_generated_rig(target):
+        raise RetargetError(f"`{target.name}` is not a generated Rigify rig, so it has no IK controls to bake: "
+                            "retarget without Bake IK")
+    limbs, missing = rigify.ik_limbs(target)
+    skipped.extend(missing)
+    if not limbs:
+        raise RetargetError(f"no Rigify arm or leg of `{target.name}` has the IK controls Bake IK keys "
+                            f"({'; '.join(missing) or 'no limb switch bones'}): retarget without Bake IK")
+    return limbs
+
+
+def _write_transform(writer, pose_bone, frames: np.ndarray, bases: np.ndarray) -> None:
+    """Key (N, 4, 4) basis matrices: location (unless locked), rotation in the bone's own mode with no
+    quaternion flips, and scale where it differs from 1 (the IK base)."""
+    path = f'pose.bones["{pose_bone.name}"]'
+    locations, quats, scales = [], [], []
+    for basis in bases:
+        location, quat, scale = Matrix(basis.tolist()).decompose()
+        if quats and np.dot(quats[-1], quat) < 0:
+            quat.negate()
+        locations.append(location)
+        quats.append(quat)
+        scales.append(scale)
+    if not all(pose_bone.lock_location):
+        writer.write(f"{path}.location", pose_bone.name, frames, np.array(locations))
+    _write_rotation(writer, pose_bone, frames, np.array(quats))
+    scales = np.array(scales)
+    if np.abs(scales - 1.0).max() > 1e-6:
+        writer.write(f"{path}.scale", pose_bone.name, frames, scales)
 
 
 def _set_rotation(pose_bone, quat: Quaternion) -> None:

@@ -30,6 +30,7 @@ class INSTANTHMR_OT_retarget(bpy.types.Operator):
             result = bake.retarget_capture(
                 context, settings.source_rig, settings.target_rig, bone_map=bone_map,
                 root_motion=settings.root_motion, scale=None if settings.auto_scale else settings.scale,
+                bake_ik=settings.bake_ik,
                 progress=lambda fraction: window_manager.progress_update(int(fraction * 100)),
             )  # fmt: skip
         except _USER_ERRORS as error:
@@ -41,7 +42,8 @@ class INSTANTHMR_OT_retarget(bpy.types.Operator):
             settings.fill(result.bone_map)
         if settings.auto_scale:
             settings.scale = result.scale
-        self.report({"INFO"}, f"Baked {len(result.frames)} frames onto {len(result.pairs)} bones of "
+        ik_note = f" and {len(result.ik_controls)} IK controls" if result.ik_controls else ""
+        self.report({"INFO"}, f"Baked {len(result.frames)} frames onto {len(result.pairs)} bones{ik_note} of "
                               f"`{settings.target_rig.name}` (action `{result.action.name}`)")
         return {"FINISHED"}
 

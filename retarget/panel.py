@@ -43,6 +43,10 @@ class INSTANTHMR_PG_retarget(bpy.types.PropertyGroup):
         description="Scale the root motion by the ratio of the target's leg length to the capture's")
     scale: bpy.props.FloatProperty(name="Scale", default=1.0, min=0.001, soft_max=10.0,
                                    description="Target size / capture size, used for the root motion")
+    bake_ik: bpy.props.BoolProperty(
+        name="Bake IK controls", default=False,
+        description="Rigify targets: also key the hand / foot IK controls, poles and IK bases so that switching a "
+                    "limb to IK gives the same pose (the IK/FK switches stay at FK)")
     map_path: bpy.props.StringProperty(name="Map file", subtype="FILE_PATH",
                                        description="JSON file for Save Map / Load Map")
 
@@ -115,6 +119,7 @@ class VIEW3D_PT_instanthmr_retarget(bpy.types.Panel):
         sub = row.row(align=True)
         sub.enabled = not settings.auto_scale
         sub.prop(settings, "scale")
+        layout.prop(settings, "bake_ik")
         layout.operator("instanthmr.retarget", icon="ARMATURE_DATA")
 
 

@@ -1,11 +1,14 @@
-"""Rigify targets: tell a generated rig from a metarig, and find its IK/FK switch properties (set to FK when baking)."""
+"""Rigify targets: tell a generated rig from a metarig, find its IK/FK switch properties (set to FK when baking)
+and pose its limbs' IK controls so that IK gives the FK pose (Bake IK)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 import bpy
+from mathutils import Matrix, Vector
 
 # Rigify's bone layers of a generated rig: deform, original (metarig copy) and mechanism bones.
 HELPER_PREFIXES = ("DEF-", "ORG-", "MCH-")
@@ -91,3 +94,199 @@ def ik_fk_switches(obj: bpy.types.Object) -> list[SwitchProperty]:
                 pass  # a property without UI data: Rigify's convention, 1 = FK
             switches.append(SwitchProperty(pose_bone.name, key, fk_value))
     return switches
+
+
+# Rigify's human limbs, by the name stem of each segment: (kind, base, middle, end, tail). A generated rig names
+# its controls `<stem>_fk<side>`, `<base>_ik<side>`, `<base>_ik_target<side>` (the pole), `<end>_ik<side>` and
+# its IK result bones `MCH-<middle>_ik<side>`, `MCH-<base>_ik_target<side>`; the switch bone is
+# `<base>_parent<side>`.
+_LIMB_STEMS = (("arm", "upper_arm", "forearm", "hand", None), ("leg", "thigh", "shin", "foot", "toe"))
+# Controls under a leg's IK foot that roll or spin it (Rigify 0.6+): kept at rest so the foot control alone
+# places the foot.
+_FOOT_ROLL_CONTROLS = ("{end}_heel_ik{side}", "{end}_spin_ik{side}")
+POLE_SWITCH = "pole_vector"  # on the switch bone: True = the pole control orients the limb, False = the IK base
+# Adjusting the IK base until the IK elbow / knee lies on the FK one: passes at most (each one evaluation of the
+# rig), and the angle (radians) and relative scale change below which a limb counts as matched.
+_BASE_PASSES = 8
+_BASE_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class IkLimb:
+    """One limb of a generated Rigify rig, with the bones that make its IK chain land on its FK chain.
+
+    switch_bone: carries `IK_FK` and `pole_vector`; fk: FK controls (base, middle, end), whose pose the IK must
+    reproduce; ik_result: the IK chain's output bones (base, middle, end) that the ORG bones copy in IK mode;
+    base: the IK base control (its rotation orients the limb when the pole is off); pole: the pole control;
+    end: the hand / foot IK control; tails: (FK control, IK control) pairs after the end (the toe);
+    rest_controls: controls under the end control left at rest (foot roll and spin).
+    """
+
+    kind: str
+    side: str
+    switch_bone: str
+    fk: tuple[str, str, str]
+    ik_result: tuple[str, str, str]
+    base: str
+    pole: str
+    end: str
+    tails: tuple[tuple[str, str], ...] = ()
+    rest_controls: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}{self.side}"
+
+    @property
+    def controls(self) -> tuple[str, ...]:
+        """Every IK control this limb keys."""
+        return (self.base, self.pole, self.end, *(ik for _, ik in self.tails), *self.rest_controls)
+
+
+def ik_limbs(obj: bpy.types.Object) -> tuple[list[IkLimb], list[str]]:
+    """The arms and legs of a generated Rigify rig whose IK controls can be matched to FK, and a note for each
+    limb that has a switch bone but misses one of the bones needed (a customised or older rig)."""
+    names = set(obj.pose.bones.keys())
+    limbs, missing = [], []
+    for kind, base, middle, end, tail in _LIMB_STEMS:
+        switch_name = re.compile(rf"^{base}_parent(\..+)?$")
+        for switch_bone in sorted(name for name in names if switch_name.match(name)):
+            side = switch_name.match(switch_bone).group(1) or ""
+            limb = IkLimb(
+                kind=kind, side=side, switch_bone=switch_bone,
+                fk=(f"{base}_fk{side}", f"{middle}_fk{side}", f"{end}_fk{side}"),
+                ik_result=(f"MCH-{base}_ik{side}" if f"MCH-{base}_ik{side}" in names else f"{base}_ik{side}",
+                           f"MCH-{middle}_ik{side}", f"MCH-{base}_ik_target{side}"),
+                base=f"{base}_ik{side}", pole=f"{base}_ik_target{side}", end=f"{end}_ik{side}",
+                tails=((f"{tail}_fk{side}", f"{tail}_ik{side}"),) if tail else (),
+                rest_controls=tuple(name for name in (pattern.format(end=end, side=side)
+                                                      for pattern in _FOOT_ROLL_CONTROLS) if name in names),
+            )  # fmt: skip
+            absent = [name for name in (*limb.fk, *limb.ik_result, *limb.controls, *(fk for fk, _ in limb.tails))
+                      if name not in names]
+            if absent:
+                missing.append(f"IK {limb.label}: no bone {', '.join(map(repr, absent))} in `{obj.name}`")
+            else:
+                limbs.append(limb)
+    return limbs, missing
+
+
+def _local(obj, pose_bone, pose_matrix: Matrix) -> Matrix:
+    """The basis (local) matrix that gives pose_bone this armature-space matrix, its parent as now evaluated."""
+    return obj.convert_space(pose_bone=pose_bone, matrix=pose_matrix, from_space="POSE", to_space="LOCAL")
+
+
+def _set_basis(pose_bone, basis: Matrix, *, location: bool = True) -> None:
+    """Pose a bone from a basis matrix (location optional) in its own rotation mode; its scale is left alone."""
+    translation, quat, _ = basis.decompose()
+    if location:
+        pose_bone.location = translation
+    mode = pose_bone.rotation_mode
+    if mode == "QUATERNION":
+        pose_bone.rotation_quaternion = quat
+    elif mode == "AXIS_ANGLE":
+        axis, angle = quat.to_axis_angle()
+        pose_bone.rotation_axis_angle = (angle, *axis)
+    else:
+        pose_bone.rotation_euler = quat.to_euler(mode, pose_bone.rotation_euler)
+
+
+def _about(axis: Vector, vector: Vector) -> Vector:
+    """vector without its component along the unit axis."""
+    return vector - axis * vector.dot(axis)
+
+
+def _signed_angle(axis: Vector, from_vector: Vector, to_vector: Vector) -> float:
+    """Angle (radians) turning from_vector onto to_vector about the unit axis, both seen across the axis."""
+    a, b = _about(axis, from_vector), _about(axis, to_vector)
+    if a.length < 1e-9 or b.length < 1e-9:
+        return 0.0
+    return math.atan2(axis.dot(a.cross(b)), a.dot(b))
+
+
+def _pole_position(obj, limb: IkLimb, fk: list[Matrix]) -> Vector:
+    """Armature-space point for the pole control: in the FK limb's bend plane, in front of the elbow / knee, one
+    limb length away. fk: armature-space matrices of limb.fk as evaluated.
+
+    A nearly straight limb has no bend plane of its own; the pole's rest offset, carried by the FK base bone,
+    decides the side there, with a weight that only matters when the bend is under a centimetre or so.
+    """
+    root, joint, tip = (matrix.translation for matrix in fk)
+    length = (joint - root).length + (tip - joint).length
+    axis = (tip - root).normalized()
+    base_rest = obj.data.bones[limb.fk[0]].matrix_local
+    carried = fk[0] @ (base_rest.inverted() @ obj.data.bones[limb.pole].head_local)
+    bend = _about(axis, joint - root)
+    fallback = _about(axis, carried - root)
+    if fallback.length > 1e-9:
+        bend = bend + fallback.normalized() * (0.01 * length)
+    return joint + bend.normalized() * length
+
+
+def _adjust_base(obj, limb: IkLimb, fk: list[Matrix]) -> bool:
+    """One pass on the IK base control: turn it about the root -> end axis by the angle between the IK and the
+    FK elbow / knee, and scale it by the IK chain's shrink (Blender's IK trades a little bone stretch against
+    rotation, limbs come out shorter without this). The IK solve turns and scales with its start pose, so a few
+    passes converge. Returns whether it changed anything."""
+    bones = obj.pose.bones
+    base = bones[limb.base]
+    root, joint, tip = (bones[name].head for name in limb.ik_result)
+    axis = (tip - root).normalized()
+    angle = _signed_angle(axis, joint - root, fk[1].translation - root)
+    stretch = sum(fk[0].to_scale()) / sum(bones[limb.ik_result[0]].matrix.to_scale())
+    changed = False
+    if abs(angle) > _BASE_TOLERANCE:
+        start = obj.convert_space(pose_bone=base, matrix=base.matrix_basis, from_space="LOCAL", to_space="POSE")
+        turn = Matrix.Translation(root) @ Matrix.Rotation(angle, 4, axis) @ Matrix.Translation(-root)
+        _set_basis(base, _local(obj, base, turn @ start), location=False)
+        changed = True
+    if abs(stretch - 1.0) > _BASE_TOLERANCE:
+        base.scale = base.scale * stretch
+        changed = True
+    return changed
+
+
+def match_ik_to_fk(obj, limbs: list[IkLimb], view_layer) -> dict[str, Matrix]:
+    """Pose the limbs' IK controls so their IK chains land on the FK chains as the rig is now posed, and return
+    each IK control's basis matrix (4x4, the bone's local space) by name.
+
+    The rig must be evaluated with the FK pose, `pole_vector` off and the foot roll controls at rest; the IK/FK
+    switches may stay at FK (the IK chains are computed either way). The end control is placed from the FK end
+    through its current offset to the IK result end; the pole in the FK bend plane (what IK uses when
+    `pole_vector` is on); the IK base turned about the root -> end axis until the IK elbow / knee lies in the
+    FK bend plane, and scaled against the solver's stretch (what IK uses when the pole is off, Rigify's
+    default). Both are matched, so either pole setting gives the FK pose. Tail controls (the toe) are set last,
+    after the rig's final evaluation here.
+    """
+    bones = obj.pose.bones
+    fk = {limb: [bones[name].matrix.copy() for name in limb.fk] for limb in limbs}
+    tails_fk = {limb: [bones[fk_name].matrix.copy() for fk_name, _ in limb.tails] for limb in limbs}
+    for limb in limbs:
+        end = bones[limb.end]
+        # The IK result end hangs rigidly under the end control: keep that offset.
+        offset = bones[limb.ik_result[2]].matrix.inverted() @ end.matrix
+        _set_basis(end, _local(obj, end, fk[limb][2] @ offset))
+        for name in limb.rest_controls:
+            bones[name].matrix_basis = Matrix.Identity(4)
+    view_layer.update()
+    for limb in limbs:
+        base, pole = bones[limb.base], bones[limb.pole]
+        start = fk[limb][0].normalized()
+        start.translation = base.matrix.translation
+        _set_basis(base, _local(obj, base, start), location=False)
+        placed = pole.matrix.copy()
+        placed.translation = _pole_position(obj, limb, fk[limb])
+        pole.location = _local(obj, pole, placed).translation
+    for _ in range(_BASE_PASSES):
+        view_layer.update()
+        adjusted = False
+        for limb in limbs:
+            adjusted |= _adjust_base(obj, limb, fk[limb])
+        if not adjusted:
+            break
+    else:
+        view_layer.update()
+    for limb in limbs:
+        for (_, ik_name), matrix in zip(limb.tails, tails_fk[limb], strict=True):
+            _set_basis(bones[ik_name], _local(obj, bones[ik_name], matrix))
+    return {name: bones[name].matrix_basis.copy() for limb in limbs for name in limb.controls}

@@ -1,5 +1,6 @@
 """Retargeting in real Blender: the CMU round-trip capture baked onto generated Rigify rigs (T-ish and A-pose
-metarigs), a Mixamo-named armature and through the panel's operator; re-runs replace, metarigs are refused."""
+metarigs, the first with its IK controls baked too), a Mixamo-named armature and through the panel's operator;
+re-runs replace, metarigs are refused."""
 
 import json
 from importlib import import_module
@@ -23,6 +24,9 @@ RIGIFY_CHAINS = {
     "DEF-thigh.L": "thigh.L", "DEF-thigh.R": "thigh.R", "DEF-shin.L": "shin.L", "DEF-shin.R": "shin.R",
     "DEF-foot.L": "foot.L", "DEF-foot.R": "foot.R",
 }  # fmt: skip
+# The limb chains that switching Rigify's limbs to IK must leave where the FK bake put them.
+IK_CHAINS = [f"DEF-{bone}{side}" for side in (".L", ".R")
+             for bone in ("upper_arm", "forearm", "hand", "thigh", "shin", "foot")]
 MIXAMO_REST = {  # name: (head, tail, parent), metres, T-pose facing -Y
     "Hips": ((0, 0, 0.95), (0, 0, 1.05), None), "Spine": ((0, 0, 1.05), (0, 0, 1.17), "Hips"),
     "Spine1": ((0, 0, 1.17), (0, 0, 1.3), "Spine"), "Spine2": ((0, 0, 1.3), (0, 0, 1.45), "Spine1"),
@@ -130,7 +134,8 @@ def _snapshot(obj):
 
 @pytest.fixture(scope="module")
 def rigify_bakes(api, retarget, solved, rigs_blend):
-    """One scene: the capture and both generated rigs appended, each retargeted once (the slow part, shared)."""
+    """One scene: the capture and both generated rigs appended, each retargeted once (the slow part, shared);
+    the default rig with its IK controls baked, the A-pose rig without."""
     fresh_scene()
     source = _capture(api, solved)
     names = ("rigify_default", "rigify_a_pose")
@@ -140,7 +145,8 @@ def rigify_bakes(api, retarget, solved, rigs_blend):
     for name, rig in rigs.items():
         before = _snapshot(rig)
         progress = []
-        result = retarget["bake"].retarget_capture(bpy.context, source, rig, progress=progress.append)
+        result = retarget["bake"].retarget_capture(bpy.context, source, rig, progress=progress.append,
+                                                   bake_ik=name == "rigify_default")
         bakes[name] = (rig, result, before, progress, objects_before)
     return source, bakes
 
@@ -208,6 +214,81 @@ def _keys(curve) -> np.ndarray:
     values = np.empty(2 * len(curve.keyframe_points), np.float32)
     curve.keyframe_points.foreach_get("co", values)
     return values[1::2]
+
+
+def _limb_poses(rig, frames):
+    """Directions (F, C, 3) and world heads (F, C, 3) of the IK_CHAINS bones, frame by frame."""
+    directions, heads = [], []
+    for frame in frames:
+        bpy.context.scene.frame_set(int(frame))
+        bones = [rig.pose.bones[name] for name in IK_CHAINS]
+        directions.append([tuple(_direction(rig, bone)) for bone in bones])
+        heads.append([tuple(rig.matrix_world @ bone.head) for bone in bones])
+    return np.array(directions), np.array(heads)
+
+
+def _set_switch_keys(curves, value: float) -> None:
+    for curve in curves:
+        for point in curve.keyframe_points:
+            point.co[1] = value
+        curve.update()
+
+
+def test_rigify_ik_controls_give_the_fk_pose(rigify_bakes, api):
+    source, bakes = rigify_bakes
+    rig, result, *_ = bakes["rigify_default"]
+    assert {"hand_ik.L", "hand_ik.R", "upper_arm_ik_target.L", "upper_arm_ik.R", "foot_ik.L", "foot_ik.R",
+            "thigh_ik_target.R", "thigh_ik.L", "toe_ik.L", "foot_heel_ik.R"} <= set(result.ik_controls)
+    by_path = {}
+    for curve in api.actions.action_fcurves(rig):
+        by_path.setdefault(curve.data_path, []).append(curve)
+    for name in ("hand_ik.L", "foot_ik.R"):
+        assert len(by_path[f'pose.bones["{name}"].location']) == 3
+        assert len(by_path[f'pose.bones["{name}"].rotation_quaternion']) == 4
+    assert len(by_path['pose.bones["upper_arm_ik_target.L"].location']) == 3
+    assert len(by_path['pose.bones["thigh_ik.R"].rotation_euler']) == 3  # the control's own mode (ZXY)
+    switch_curves = [curve for switch in result.switches for curve in by_path[switch.data_path]]
+    limb_switches = [switch.bone for switch in result.switches if switch.bone.startswith(("upper_arm", "thigh"))]
+    assert len(limb_switches) == 4 and not any(rig.pose.bones[bone]["pole_vector"] for bone in limb_switches)
+
+    fk_directions, fk_heads = _limb_poses(rig, result.frames)
+    ends = [IK_CHAINS.index(name) for name in ("DEF-hand.L", "DEF-hand.R", "DEF-foot.L", "DEF-foot.R")]
+    hand_curves = by_path['pose.bones["hand_ik.L"].location']
+    try:
+        _set_switch_keys(switch_curves, 0.0)  # every limb to IK, as a user flips the switches
+        for use_pole in (False, True):
+            for bone in limb_switches:
+                rig.pose.bones[bone]["pole_vector"] = use_pole
+            rig.update_tag()  # a custom property set from Python does not re-run the drivers that read it
+            directions, heads = _limb_poses(rig, result.frames)
+            cosines = np.clip(np.sum(directions * fk_directions, axis=2), -1.0, 1.0)
+            errors = np.degrees(np.arccos(cosines))
+            assert np.median(errors) <= 2.0 and errors.max() <= 10.0, (use_pole, dict(zip(IK_CHAINS, errors.max(0))))
+            offsets = np.linalg.norm(heads - fk_heads, axis=2)
+            assert np.median(offsets[:, ends]) < 0.01 and offsets[:, ends].max() < 0.02, (use_pole, offsets.max(0))
+        # The limbs really follow the IK controls now: without the hand control's keys the left hand stays put.
+        for curve in hand_curves:
+            curve.mute = True
+        _, unkeyed_heads = _limb_poses(rig, result.frames[::10])
+        moved = np.linalg.norm(unkeyed_heads - fk_heads[::10], axis=2)[:, IK_CHAINS.index("DEF-hand.L")]
+        assert np.median(moved) > 0.1
+    finally:
+        for curve in hand_curves:
+            curve.mute = False
+        for bone in limb_switches:
+            rig.pose.bones[bone]["pole_vector"] = False
+        rig.update_tag()
+        _set_switch_keys(switch_curves, 1.0)
+
+
+def test_without_bake_ik_the_ik_controls_are_not_keyed(rigify_bakes, api, retarget):
+    source, bakes = rigify_bakes
+    rig, result, *_ = bakes["rigify_a_pose"]
+    assert result.ik_controls == []
+    keyed = {curve.data_path.split('"')[1] for curve in api.actions.action_fcurves(rig)}
+    limbs, missing = retarget["rigify"].ik_limbs(rig)
+    assert len(limbs) == 4 and not missing
+    assert keyed and not keyed & {name for limb in limbs for name in limb.controls}
 
 
 def test_feet_stay_on_the_floor(rigify_bakes):
@@ -299,6 +380,9 @@ def test_mixamo_armature_through_its_preset_and_reruns_replace(retarget, api, so
     bake = retarget["bake"]
     result = bake.retarget_capture(bpy.context, source, mixamo)
     assert result.bone_map.name == "mixamo" and result.root_bone == "mixamorig:Hips"
+    with pytest.raises(bake.RetargetError, match="not a generated Rigify rig"):
+        bake.retarget_capture(bpy.context, source, mixamo, bake_ik=True)
+    assert mixamo.animation_data.action == result.action
     chains = {f"mixamorig:{name}": bone for name, bone in MIXAMO_CHAINS.items()}
     errors = _direction_errors(mixamo, source, chains, result.frames[::3])
     assert np.median(errors) <= 2.0 and errors.max() <= 10.0, dict(zip(chains, errors.max(0)))
@@ -362,6 +446,10 @@ def test_panel_operators_fill_the_map_and_retarget(retarget, api, solved, tmp_pa
     settings.pairs.clear()
     assert bpy.ops.instanthmr.retarget_map_load("EXEC_DEFAULT", filepath=settings.map_path) == {"FINISHED"}
     settings.auto_scale, settings.scale = False, 1.0
+    settings.bake_ik = True  # passed on to the bake, which has no IK controls to key on a Mixamo skeleton
+    with pytest.raises(RuntimeError, match="not a generated Rigify rig"):
+        bpy.ops.instanthmr.retarget()
+    settings.bake_ik = False
     assert bpy.ops.instanthmr.retarget() == {"FINISHED"}
     paths = {curve.data_path.split('"')[1] for curve in api.actions.action_fcurves(mixamo)}
     assert "LeftArm" in paths and "LeftUpLeg" not in paths
@@ -381,7 +469,8 @@ def test_headless_retarget_to_a_rigify_rig(api, solved, rigs_blend, tmp_path):
         return subprocess.run([sys.executable, str(script), "--take", str(take_path), "--out",
                                str(tmp_path / "retarget.blend"), *args], capture_output=True, text=True, timeout=900)
 
-    result = run("--retarget-to", f"{rigs_blend}:rigify_default", "--retarget-root-motion", "in_place")
+    result = run("--retarget-to", f"{rigs_blend}:rigify_default", "--retarget-root-motion", "in_place",
+                 "--retarget-bake-ik")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "capture: retarget" in result.stdout and "onto rigify_default" in result.stdout
     bad = run("--retarget-to", f"{rigs_blend}:no_such_rig")
