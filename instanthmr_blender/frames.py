@@ -17,10 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-VIDEO_EXTENSIONS = (
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".mts", ".m2ts",
-)
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from .formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 # A container fps outside this range is a broken header, not a real frame rate.
 _PLAUSIBLE_FPS = (0.1, 1000.0)

@@ -5,19 +5,26 @@ Only the pump touches Blender data. One capture at a time; it stops when the add
 file is loaded. In the UI the pump is a modal timer (Esc cancels); tests and scripts call `pump()` directly.
 """
 
+from __future__ import annotations
+
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bpy
 
-from ..instanthmr_blender.pipeline import CaptureCancelled, CaptureSettings, Progress, capture
 from ..instanthmr_blender.solve import SolveOptions
 from ..instanthmr_blender.take import save_take
 from ..scene import workflow
 from ..scene.build import take_name_from_path
 from ..ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_folder, model_path
+
+if TYPE_CHECKING:
+    # The capture pipeline (ONNX Runtime, OpenCV) is imported when a capture starts, not when the add-on is
+    # enabled: Blender's start-up does not pay for it.
+    from ..instanthmr_blender.pipeline import CaptureSettings, Progress
 
 PUMP_SECONDS = 0.1
 
@@ -50,6 +57,8 @@ class CaptureJob:
         self.thread.start()
 
     def _run(self) -> None:
+        from ..instanthmr_blender.pipeline import CaptureCancelled, capture
+
         try:
             self.take = capture(self.settings, progress=self._on_progress, cancel=self.cancel_event,
                                 log=self.log.append)
@@ -108,6 +117,8 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
         raise CaptureInputError("Model files missing: " + "; ".join(missing)
                                 + ". Download them in the add-on preferences or set their paths there")
     device = scene_settings.device if scene_settings.device != "auto" else prefs.default_device
+    from ..instanthmr_blender.pipeline import CaptureSettings
+
     settings = CaptureSettings(
         source=clip,
         start=scene_settings.frame_start,
