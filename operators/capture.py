@@ -7,7 +7,6 @@ file is loaded. In the UI the pump is a modal timer (Esc cancels); tests and scr
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..instanthmr_blender.take import save_take
 from ..scene import workflow
 from ..scene.build import take_name_from_path
 from ..ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_folder, model_path
+from .worker import WorkerJob
 
 if TYPE_CHECKING:
     # The capture pipeline (ONNX Runtime, OpenCV) is imported when a capture starts, not when the add-on is
@@ -34,27 +34,22 @@ class CaptureInputError(ValueError):
 
 
 @dataclass
-class CaptureJob:
+class CaptureJob(WorkerJob):
     """A capture running in a worker thread: the models, saving the take and the solve (engine code only). The
     worker writes `progress`, `take`, `saved`, `solution`, `error`, `log`; only the pump touches Blender."""
 
     settings: CaptureSettings
     take_path: Path
     solve_options: SolveOptions
-    cancel_event: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
     take: object | None = None
     saved: Path | None = None
     solution: object | None = None
-    error: str = ""
     cancelled: bool = False
     log: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
-    thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="InstantHMR capture", daemon=True)
-        self.thread.start()
+    thread_name = "InstantHMR capture"
 
     def _run(self) -> None:
         from ..instanthmr_blender.pipeline import CaptureCancelled, capture
@@ -73,14 +68,6 @@ class CaptureJob:
     def _on_progress(self, progress: Progress) -> None:
         self.progress = progress
 
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
-    def cancel(self, wait: float = 0.0) -> None:
-        self.cancel_event.set()
-        if wait and self.thread is not None:
-            self.thread.join(wait)
 
 
 _job: CaptureJob | None = None

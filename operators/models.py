@@ -1,7 +1,6 @@
 """Operators about the model files: report which are present, and download the missing ones (in a worker
 thread, SHA-256 verified, only with Blender's online access on)."""
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import bpy
 
 from ..instanthmr_blender.model_files import KNOWN_MODELS, DownloadCancelled, ModelFolder, download
 from ..ui.preferences import DOWNLOADABLE_MODELS, detector_model_path, get_preferences, model_folder, model_path
+from .worker import WorkerJob
 
 
 def required_model_paths(prefs) -> dict[str, Path]:
@@ -35,7 +35,7 @@ class INSTANTHMR_OT_check_models(bpy.types.Operator):
 
 
 @dataclass
-class DownloadJob:
+class DownloadJob(WorkerJob):
     names: list[str]
     folder: Path
     allow_network: bool
@@ -43,13 +43,8 @@ class DownloadJob:
     current: str = ""
     bytes_done: int = 0
     bytes_total: int | None = None
-    error: str = ""
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="InstantHMR download", daemon=True)
-        self.thread.start()
+    thread_name = "InstantHMR download"
 
     def _run(self) -> None:
         try:
@@ -65,10 +60,6 @@ class DownloadJob:
 
     def _progress(self, done: int, total: int | None) -> None:
         self.bytes_done, self.bytes_total = done, total
-
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
 
 
 _download: DownloadJob | None = None
@@ -183,7 +174,6 @@ def register() -> None:
 def unregister() -> None:
     global _download
     if _download is not None and _download.running:
-        _download.cancel_event.set()
-        _download.thread.join(5.0)
+        _download.cancel(wait=5.0)
     _download = None
     _unregister_classes()
