@@ -1,6 +1,7 @@
 """Add-on preferences: where the model files live (a folder, or one path per model), downloads, default device,
 threads."""
 
+import functools
 from pathlib import Path
 
 import bpy
@@ -101,11 +102,16 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
 
 
 def mesh_available(prefs: INSTANTHMR_AP_preferences) -> bool:
-    """Whether the body mesh can run: PyTorch in Blender's Python, or a separate Python set in the preferences.
-    (Looked up without importing torch: the default path never loads it.)"""
+    """Whether the body mesh can run: PyTorch in Blender's Python, or a separate Python set in the preferences."""
+    return bool(prefs.mesh_python) or _torch_installed()
+
+
+@functools.cache
+def _torch_installed() -> bool:
+    # Looked up once (panels redraw often) and without importing torch: the default path never loads it.
     import importlib.util
 
-    return bool(prefs.mesh_python) or importlib.util.find_spec("torch") is not None
+    return importlib.util.find_spec("torch") is not None
 
 
 def get_preferences(context=None) -> INSTANTHMR_AP_preferences:
