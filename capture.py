@@ -28,19 +28,43 @@ def _installed_module_name(bpy) -> str | None:
     return None
 
 
+def _dev_repo_folder() -> Path:
+    """One folder per checkout, reused by every run (the process leaves with os._exit, so a folder per run
+    would never be removed), holding `instanthmr` as a link to the checkout, or a copy where links fail."""
+    import hashlib
+
+    key = hashlib.sha256(str(HERE).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / f"instanthmr-dev-repo-{key}"
+    link = folder / "instanthmr"
+    folder.mkdir(exist_ok=True)
+    if link.is_symlink() and link.resolve() == HERE:
+        return folder
+    try:
+        link.symlink_to(HERE, target_is_directory=True)
+    except FileExistsError:
+        if not (link.is_symlink() and link.resolve() == HERE):  # a copy from an earlier run: refresh it
+            _copy_checkout(link)
+    except OSError:
+        _copy_checkout(link)
+    return folder
+
+
+def _copy_checkout(link: Path) -> None:
+    import shutil
+
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
+    shutil.copytree(HERE, link, ignore=shutil.ignore_patterns(".*", "tests", "tools", "wheels", "dist"))
+
+
 def _dev_module_name(bpy) -> str:
     """Register a source checkout through a local extension repo that links to it (no copy, no install)."""
     repos = bpy.context.preferences.extensions.repos
     repo = next((r for r in repos if r.module == DEV_REPO_MODULE), None)
     if repo is None:
-        folder = Path(tempfile.mkdtemp(prefix="instanthmr-dev-repo-"))
-        link = folder / "instanthmr"
-        try:
-            link.symlink_to(HERE, target_is_directory=True)
-        except OSError:
-            import shutil
-
-            shutil.copytree(HERE, link, ignore=shutil.ignore_patterns(".*", "tests", "tools", "wheels", "dist"))
+        folder = _dev_repo_folder()
         repos.new(name="InstantHMR (source checkout)", module=DEV_REPO_MODULE, custom_directory=str(folder))
     return f"bl_ext.{DEV_REPO_MODULE}.instanthmr"
 
@@ -83,9 +107,20 @@ def main() -> int:
     return headless.main(args)
 
 
+def _remove_blender_tempdir() -> None:
+    bpy = sys.modules.get("bpy")
+    folder = Path(bpy.app.tempdir) if bpy is not None and getattr(bpy.app, "tempdir", "") else None
+    if folder is not None and folder.name.startswith("blender_") and folder.is_dir():
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 if __name__ == "__main__":
     status = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    # bpy can hang at interpreter exit (after Rigify, for instance): leave with the real status right away.
+    # bpy can hang at interpreter exit (after Rigify, for instance): leave with the real status right away,
+    # removing Blender's session temp folder first (os._exit skips Blender's own cleanup of it).
+    _remove_blender_tempdir()
     os._exit(status)

@@ -10,6 +10,7 @@ not depend on the networks.
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -17,11 +18,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Everything this benchmark writes (user resources with the installed wheels, models, take); removed at the end,
+# since the process leaves with os._exit (bpy's exit hang) and skips every other cleanup.
+SCRATCH = Path(tempfile.mkdtemp(prefix="instanthmr-bench-"))
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 
 
 def enable_addon():
-    os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="instanthmr-bench-"))
+    os.environ.setdefault("BLENDER_USER_RESOURCES", str(SCRATCH / "blender-user"))
     import importlib.util
 
     import bpy  # noqa: F401  (Blender first: addon_utils lives in its scripts)
@@ -40,7 +44,7 @@ def bench_pump(addon, clip: Path, frames: int, models: Path) -> None:
     prefs.model_folder = str(models)
     settings = bpy.context.scene.instanthmr
     settings.clip, settings.frame_end = str(clip), frames
-    settings.take_path = str(Path(tempfile.mkdtemp()) / "bench.take.npz")
+    settings.take_path = str(SCRATCH / "bench.take.npz")
     capture_ops.start_capture(bpy.context)
     ticks, finish = [], None
     while True:
@@ -108,7 +112,7 @@ def main() -> int:
     import bpy
     from capture_helpers import make_models
 
-    models = make_models(Path(tempfile.mkdtemp(prefix="instanthmr-bench-models-")))
+    models = make_models(SCRATCH / "models")
     print(f"Blender {bpy.app.version_string}, {os.cpu_count()} CPUs\n")
     bench_pump(addon, args.clip, args.frames, models)
     bench_keys()
@@ -116,6 +120,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    status = main()
+    try:
+        status = main()
+    finally:
+        shutil.rmtree(SCRATCH, ignore_errors=True)
     sys.stdout.flush()
     os._exit(status)

@@ -4,6 +4,11 @@ Each version gets its own venv, `.venv-bpy-<version>`, holding only bpy, Blender
 onnxruntime and OpenCV are deliberately absent, so the tests prove the extension's bundled wheels are what
 Blender imports. The venvs are reused (a stamp records what they hold), so a second run only runs the tests.
 
+Disk: a line needs about 1.1 GB for its venv and 1.2 GB while its tests run (the built zips, the installed
+extension, pytest's temporary files); all of the latter is removed when the line is done. When free space is
+short, the other lines' venvs are removed before a new one is created (a 2-core CI machine may have only a few
+GB), and pip keeps no cache.
+
     python tools/blender_matrix.py                   # 4.5 LTS (what CI always runs)
     python tools/blender_matrix.py --all             # 4.2 LTS, 4.5 LTS, 5.0 and 5.2 (Python 3.13)
     python tools/blender_matrix.py 5.0.1 -- -k wheels  # extra pytest arguments after --
@@ -17,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +46,10 @@ LINES = {
     "5.2": BlenderLine("5.2.3", "3.13", "2.3.5"),
 }
 DEFAULT = ("4.5",)
+GB = 1024 ** 3
+# Free space wanted before creating a line's venv: the venv (1.1 GB), bpy's wheel while it installs (0.4 GB)
+# and the line's test run (1.2 GB), plus a margin.
+SPACE_FOR_A_LINE = 3.5 * GB
 
 
 def find_python(version: str) -> str | None:
@@ -67,16 +77,50 @@ def ensure_venv(line: BlenderLine) -> Path:
     base = find_python(line.python)
     if base is None:
         raise RuntimeError(f"Python {line.python} not found (bpy {line.bpy} needs it)")
+    make_room(keep=venv)
     print(f"blender_matrix: creating {venv.name} (Python {line.python}, bpy {line.bpy})", file=sys.stderr)
     subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True)
     result = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-cache-dir",
+         *requirements],
         capture_output=True, text=True,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"installing bpy {line.bpy} failed:\n{result.stderr[-3000:]}")
+        shutil.rmtree(venv, ignore_errors=True)  # a half-installed bpy is ~1 GB of nothing
+        raise RuntimeError(f"installing bpy {line.bpy} failed ({free_gb():.1f} GB free now):\n"
+                           f"{_pip_errors(result.stderr)}")
     stamp.write_text(want)
     return python
+
+
+def free_bytes() -> int:
+    return shutil.disk_usage(ROOT).free
+
+
+def free_gb() -> float:
+    return free_bytes() / GB
+
+
+def make_room(keep: Path, need: float = SPACE_FOR_A_LINE) -> None:
+    """When free space is short, remove the venvs of the other Blender lines (they are rebuilt on demand)."""
+    if free_bytes() >= need:
+        return
+    for other in sorted(ROOT.glob(".venv-bpy-*")):
+        if other == keep or not other.is_dir():
+            continue
+        print(f"blender_matrix: {free_gb():.1f} GB free; removing {other.name} to make room", file=sys.stderr)
+        shutil.rmtree(other, ignore_errors=True)
+        if free_bytes() >= need:
+            return
+    if free_bytes() < need:
+        print(f"blender_matrix: warning: only {free_gb():.1f} GB free; a Blender line needs about "
+              f"{need / GB:.1f} GB (its venv and its test run)", file=sys.stderr)
+
+
+def _pip_errors(stderr: str) -> str:
+    """pip's error lines without its noise about the registry mirrors it cannot see."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("WARNING: Location")]
+    return "\n".join(lines)[-3000:]
 
 
 def _test_requirements() -> list[str]:
@@ -95,11 +139,24 @@ def run_line(name: str, pytest_args: list[str]) -> tuple[str, int, float]:
         print(f"blender_matrix: {name}: could not set up: {exc}", file=sys.stderr)
         return name, 3, time.monotonic() - start
     env = dict(os.environ, ORT_DISABLE_TELEMETRY="1")
-    print(f"blender_matrix: Blender {name} (bpy {line.bpy}, Python {line.python})", file=sys.stderr, flush=True)
-    status = subprocess.run(
-        [str(python), "-m", "pytest", "-p", "no:cacheprovider", str(ROOT / "tests" / "blender"), *pytest_args],
-        cwd=ROOT, env=env,
-    ).returncode
+    print(f"blender_matrix: Blender {name} (bpy {line.bpy}, Python {line.python}); {free_gb():.1f} GB free",
+          file=sys.stderr, flush=True)
+    # A basetemp of our own: the tier ends with os._exit (see tests/blender/conftest.py), which skips pytest's
+    # cleanup of its numbered temp folders, so they would pile up (~0.6 GB a run) unless removed here.
+    basetemp = Path(tempfile.mkdtemp(prefix=f"instanthmr-pytest-{name}-"))
+    own_basetemp = not any(arg.startswith("--basetemp") for arg in pytest_args)
+    extra = [f"--basetemp={basetemp}"] if own_basetemp else []
+    try:
+        status = subprocess.run(
+            [str(python), "-m", "pytest", "-p", "no:cacheprovider", *extra, str(ROOT / "tests" / "blender"),
+             *pytest_args],
+            cwd=ROOT, env=env,
+        ).returncode
+    finally:
+        if os.environ.get("INSTANTHMR_KEEP_TEST_FILES"):
+            print(f"blender_matrix: kept {basetemp} (INSTANTHMR_KEEP_TEST_FILES is set)", file=sys.stderr)
+        else:
+            shutil.rmtree(basetemp, ignore_errors=True)
     return name, status, time.monotonic() - start
 
 

@@ -28,7 +28,7 @@ fi
 
 echo "setup_venv: creating $venv with $("$python" --version) ..." >&2
 "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" 2>&1 \
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r "$req" 2>&1 \
   | grep -v "^WARNING: Location" >&2 || true
 # pip's exit status is lost in the pipe above: check the result directly.
 "$venv/bin/python" - <<'PY'

@@ -6,6 +6,7 @@ with `os._exit(status)` because bpy deadlocks at interpreter exit after Rigify r
 """
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -40,10 +41,24 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_unconfigure(config):
     # Skip interpreter shutdown: after Rigify, bpy 4.5 hangs and 4.2 segfaults there. The report is printed
     # by now; flush it and leave with pytest's own status.
+    # os._exit also skips every cleanup, so remove what this run wrote outside pytest's basetemp (the built
+    # zips, the installed extension and its wheels: about 0.6 GB a run) and Blender's own session temp folder.
+    if _exit_status is not None:
+        _remove_run_files()
     sys.stdout.flush()
     sys.stderr.flush()
     if _exit_status is not None:
         os._exit(_exit_status)
+
+
+def _remove_run_files() -> None:
+    if os.environ.get("INSTANTHMR_KEEP_TEST_FILES"):
+        print(f"conftest: kept {_RUN_DIR} (INSTANTHMR_KEEP_TEST_FILES is set)", file=sys.stderr)
+        return
+    shutil.rmtree(_RUN_DIR, ignore_errors=True)
+    blender_temp = Path(bpy.app.tempdir) if bpy.app.tempdir else None
+    if blender_temp is not None and blender_temp.name.startswith("blender_") and blender_temp.is_dir():
+        shutil.rmtree(blender_temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
