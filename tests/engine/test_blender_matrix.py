@@ -34,26 +34,26 @@ def _fake_disk(monkeypatch, tmp_path, free_gb: float, venv_gb: float):
 
 def test_plenty_of_space_keeps_every_venv(monkeypatch, tmp_path):
     venvs = _fake_disk(monkeypatch, tmp_path, free_gb=40, venv_gb=1.1)
-    blender_matrix.make_room(keep=venvs[1])
+    blender_matrix.make_room(keep=venvs[1])  # the default need
     assert all(v.is_dir() for v in venvs)
 
 
 def test_short_space_removes_other_lines_venvs_until_there_is_room(monkeypatch, tmp_path):
     venvs = _fake_disk(monkeypatch, tmp_path, free_gb=2.0, venv_gb=1.1)
-    blender_matrix.make_room(keep=venvs[1])
+    blender_matrix.make_room(keep=venvs[1], need=3.5 * GB)
     # 2.0 + 1.1 < 3.5, 2.0 + 2.2 >= 3.5: both others go, the line being set up stays.
     assert [v.is_dir() for v in venvs] == [False, True, False]
 
 
 def test_removes_only_as_many_as_needed(monkeypatch, tmp_path):
     venvs = _fake_disk(monkeypatch, tmp_path, free_gb=3.0, venv_gb=1.1)
-    blender_matrix.make_room(keep=venvs[2])
+    blender_matrix.make_room(keep=venvs[2], need=3.5 * GB)
     assert [v.is_dir() for v in venvs] == [False, True, True]
 
 
 def test_warns_when_even_that_is_not_enough(monkeypatch, tmp_path, capsys):
     venvs = _fake_disk(monkeypatch, tmp_path, free_gb=0.5, venv_gb=0.1)
-    blender_matrix.make_room(keep=venvs[0])
+    blender_matrix.make_room(keep=venvs[0], need=3.5 * GB)
     assert "warning: only" in capsys.readouterr().err
     assert venvs[0].is_dir()
 
