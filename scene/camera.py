@@ -53,12 +53,15 @@ def build_camera(name: str, take, camera_matrix_world: np.ndarray, collection: b
     obj[naming.PROP_ROLE] = "capture_camera"
     collection.objects.link(obj)
     if background:
-        attach_background(data, background)
+        attach_background(data, background, image_size=take.image_size)
     return obj
 
 
-def attach_background(data: bpy.types.Camera, path: str) -> None:
-    """Show the source video (or image / image sequence) behind the camera view, frame-aligned."""
+def attach_background(data: bpy.types.Camera, path: str, *, image_size: tuple[int, int] | None = None) -> None:
+    """Show the source video (or image / image sequence) behind the camera view, frame-aligned.
+
+    image_size (H, W): the take's (upright) frame size, used to show a phone video upright where this Blender
+    does not apply the video's rotation metadata itself."""
     source = Path(path)
     data.show_background_images = True
     entry = data.background_images.new()
@@ -69,6 +72,8 @@ def attach_background(data: bpy.types.Camera, path: str) -> None:
         clip.frame_start = 1
         entry.source = "MOVIE_CLIP"
         entry.clip = clip
+        if image_size is not None:
+            rotate_background_upright(entry, tuple(clip.size), image_size, _video_rotation(source))
         return
     first = source if source.is_file() else _first_image(source)
     if first is None:
@@ -81,6 +86,40 @@ def attach_background(data: bpy.types.Camera, path: str) -> None:
         entry.image_user.frame_start = 1
         entry.image_user.frame_duration = len(_images_in(source))
         entry.image_user.use_auto_refresh = True
+
+
+def rotate_background_upright(entry, clip_size: tuple[int, int], image_size: tuple[int, int],
+                              rotation: int) -> None:
+    """Turn a phone video's background upright where Blender shows it as stored.
+
+    The engine rotates frames by the video's rotation metadata (`rotation`, degrees clockwise), so the take
+    and the camera are upright. Blender 4.5 and later apply that metadata to movie clips too (measured: the
+    clip's size comes back rotated, the pixels turned clockwise like ours); Blender 4.2 does not, and would
+    show a portrait phone video lying on its side. The background is then rotated (Blender draws it turned
+    clockwise by `rotation`, after fitting it to the frame) and scaled to fill the upright frame again.
+    clip_size is Blender's (width, height) of the clip; image_size the take's (H, W).
+    """
+    height, width = image_size
+    shown_width, shown_height = clip_size
+    if rotation in (90, 270):
+        if (shown_width, shown_height) != (height, width) or width == height:
+            return  # Blender already shows it upright (or the sizes do not tell)
+        aspect = shown_width / shown_height
+        entry.rotation = math.radians(rotation)
+        entry.scale = max(aspect, 1.0 / aspect)
+    elif rotation == 180 and bpy.app.version < (4, 5, 0):
+        entry.rotation = math.pi
+
+
+def _video_rotation(path: Path) -> int:
+    """The rotation (degrees clockwise) the engine applies to this video's frames; 0 when it cannot tell."""
+    from ..instanthmr_blender import frames
+
+    try:
+        with frames.open_source(path) as source:
+            return int(source.info.rotation)
+    except Exception:  # an unreadable video only loses the upright background
+        return 0
 
 
 def _images_in(folder: Path) -> list[Path]:

@@ -212,3 +212,56 @@ def test_planted_feet_do_not_slide_with_foot_locking(api, fixtures_dir, tmp_path
         speeds.extend(np.linalg.norm(np.diff(xy, axis=0), axis=1)[both] * api.solve.row_rate(noisy.fps, noisy.frames))
     slide = float(np.mean(speeds))
     assert slide < 0.01, f"planted feet slide {slide * 100:.2f} cm/s"
+
+
+@pytest.mark.parametrize("degrees", [0, 90, 180, 270])
+def test_a_phone_videos_background_is_drawn_upright_and_fills_the_frame(installed_addon, tmp_path, degrees):
+    """A phone video (stored landscape, rotation tag) is shown the way the engine saw it, on every line: Blender
+    4.5+ rotates the clip itself, 4.2 does not and the background entry must turn it."""
+    from importlib import import_module
+
+    import cv2  # the extension's bundled wheel
+    from video_tags import set_mp4_rotation
+
+    frames = import_module(installed_addon.__name__ + ".instanthmr_blender.frames")
+    camera = import_module(installed_addon.__name__ + ".scene.camera")
+    path = tmp_path / f"phone_{degrees}.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
+    stored = np.zeros((48, 64, 3), np.uint8)
+    stored[:24, :32] = 255  # only the top-left quadrant is white: every quarter turn looks different
+    for _ in range(3):
+        writer.write(stored)
+    writer.release()
+    if degrees:
+        set_mp4_rotation(path, degrees)
+    with frames.open_source(path) as source:
+        upright = next(iter(source.frames()))[1][..., 0].astype(float) / 255.0
+
+    fresh_scene()
+    data = bpy.data.cameras.new("cam")
+    camera.attach_background(data, str(path), image_size=upright.shape[:2])
+    entry = data.background_images[0]
+    # What Blender shows for this clip (the same FFmpeg reader as movie clips), top row first.
+    image = bpy.data.images.load(str(path))
+    width, height = image.size
+    assert (width, height) == tuple(entry.clip.size)
+    shown = np.array(image.pixels[:]).reshape(height, width, 4)[::-1, :, 0]
+    # The overlay fits the picture to the frame, scales it by `scale`, then turns it clockwise by `rotation`.
+    quarter_turns = round(math.degrees(entry.rotation) / 90) % 4
+    drawn = np.rot90(shown, -quarter_turns)
+    frame_h, frame_w = upright.shape
+    assert drawn.shape == (frame_h, frame_w)
+    aspect, frame_aspect = width / height, frame_w / frame_h
+    fit_w, fit_h = (1.0, frame_aspect / aspect) if aspect > frame_aspect else (aspect / frame_aspect, 1.0)
+    if quarter_turns % 2:  # a quarter turn swaps the fitted quad's sides (in frame-relative units)
+        fit_w, fit_h = fit_h * frame_h / frame_w, fit_w * frame_w / frame_h
+    assert fit_w * entry.scale == pytest.approx(1.0, abs=1e-3)
+    assert fit_h * entry.scale == pytest.approx(1.0, abs=1e-3)
+
+    def quadrants(picture):
+        h, w = picture.shape
+        return np.array([[picture[:h // 2, :w // 2].mean(), picture[:h // 2, w // 2:].mean()],
+                         [picture[h // 2:, :w // 2].mean(), picture[h // 2:, w // 2:].mean()]]) > 0.5
+
+    assert (quadrants(drawn) == quadrants(upright)).all()
+    assert quadrants(upright).sum() == 1
