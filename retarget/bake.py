@@ -406,7 +406,7 @@ def retarget_capture(context, source_rig, target_rig, *, bone_map: bone_maps.Bon
                     if row and np.dot(rotations[bone.target][row - 1], quat) < 0:
                         quat.negate()  # the same rotation, kept on the previous frame's side: no flips
                     rotations[bone.target][row] = quat
-                    _set_rotation(pose_bone, quat)
+                    rigify.set_rotation(pose_bone, quat)
                     if root_plan is not None and bone.target == root_plan.bone:
                         pose_bone.location = location
                         root_locations[row] = location
@@ -485,17 +485,6 @@ def _write_transform(writer, pose_bone, frames: np.ndarray, bases: np.ndarray) -
     scales = np.array(scales)
     if np.abs(scales - 1.0).max() > 1e-6:
         writer.write(f"{path}.scale", pose_bone.name, frames, scales)
-
-
-def _set_rotation(pose_bone, quat: Quaternion) -> None:
-    mode = pose_bone.rotation_mode
-    if mode == "QUATERNION":
-        pose_bone.rotation_quaternion = quat
-    elif mode == "AXIS_ANGLE":
-        axis, angle = quat.to_axis_angle()
-        pose_bone.rotation_axis_angle = (angle, *axis)
-    else:
-        pose_bone.rotation_euler = quat.to_euler(mode)
 
 
 def _root_head(plan: _RootPlan, source, target, orientation: Matrix, world_inverse: Matrix) -> Vector:

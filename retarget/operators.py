@@ -115,11 +115,8 @@ class INSTANTHMR_OT_retarget_pair_remove(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class INSTANTHMR_OT_retarget_map_save(bpy.types.Operator, ExportHelper):
-    """Save the bone map as JSON (the presets' format)"""
-
-    bl_idname = "instanthmr.retarget_map_save"
-    bl_label = "Save Bone Map"
+class _BoneMapFile:
+    """A bone-map JSON file: the remembered map path when there is one, else the file browser."""
 
     filename_ext = ".json"
     filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
@@ -130,6 +127,13 @@ class INSTANTHMR_OT_retarget_map_save(bpy.types.Operator, ExportHelper):
             self.filepath = bpy.path.abspath(path)
             return self.execute(context)
         return super().invoke(context, event)
+
+
+class INSTANTHMR_OT_retarget_map_save(_BoneMapFile, bpy.types.Operator, ExportHelper):
+    """Save the bone map as JSON (the presets' format)"""
+
+    bl_idname = "instanthmr.retarget_map_save"
+    bl_label = "Save Bone Map"
 
     def execute(self, context):
         settings = get_settings(context)
@@ -146,22 +150,12 @@ class INSTANTHMR_OT_retarget_map_save(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-class INSTANTHMR_OT_retarget_map_load(bpy.types.Operator, ImportHelper):
+class INSTANTHMR_OT_retarget_map_load(_BoneMapFile, bpy.types.Operator, ImportHelper):
     """Load a bone map saved as JSON"""
 
     bl_idname = "instanthmr.retarget_map_load"
     bl_label = "Load Bone Map"
     bl_options = {"REGISTER", "UNDO"}
-
-    filename_ext = ".json"
-    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
-
-    def invoke(self, context, event):
-        path = get_settings(context).map_path
-        if path:
-            self.filepath = bpy.path.abspath(path)
-            return self.execute(context)
-        return super().invoke(context, event)
 
     def execute(self, context):
         settings = get_settings(context)

@@ -181,6 +181,11 @@ def _set_basis(pose_bone, basis: Matrix, *, location: bool = True) -> None:
     translation, quat, _ = basis.decompose()
     if location:
         pose_bone.location = translation
+    set_rotation(pose_bone, quat)
+
+
+def set_rotation(pose_bone, quat) -> None:
+    """Pose a bone's rotation in its own rotation mode (an Euler kept compatible with the current one)."""
     mode = pose_bone.rotation_mode
     if mode == "QUATERNION":
         pose_bone.rotation_quaternion = quat

@@ -1,5 +1,6 @@
 """Engine tier: plain Python, numpy, onnxruntime and OpenCV only. Blender must never be imported here."""
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,16 @@ def fixtures_dir() -> Path:
     if not (FIXTURES / "README.md").is_file():
         pytest.fail(f"shared fixtures not found at {FIXTURES}; set INSTANTHMR_FIXTURES")
     return FIXTURES
+
+
+@pytest.fixture
+def export_tool():
+    """`tools/export_rfdetr_onnx.py`, freshly loaded (it is a script, not a package module)."""
+    path = REPO_ROOT / "tools" / "export_rfdetr_onnx.py"
+    spec = importlib.util.spec_from_file_location("export_rfdetr_onnx", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,6 +1,5 @@
 """Person detection: RF-DETR pre/post-processing on the contract stand-in, batching, the optional torch path."""
 
-import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -202,38 +201,29 @@ def test_torch_backend_with_mismatched_torchvision_says_what_is_wrong(monkeypatc
         TorchRFDETR("nano")
 
 
-def load_export_tool():
-    path = Path(__file__).resolve().parents[2] / "tools" / "export_rfdetr_onnx.py"
-    spec = importlib.util.spec_from_file_location("export_rfdetr_onnx", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_export_tool_checks_its_arguments(tmp_path, capsys):
-    tool = load_export_tool()
+def test_export_tool_checks_its_arguments(tmp_path, capsys, export_tool):
     with pytest.raises(SystemExit) as info:
-        tool.main(["--variant", "huge", "--out", str(tmp_path / "a.onnx")])
+        export_tool.main(["--variant", "huge", "--out", str(tmp_path / "a.onnx")])
     assert info.value.code == 2
     with pytest.raises(SystemExit):
-        tool.main(["--out", str(tmp_path / "a.pth")])
+        export_tool.main(["--out", str(tmp_path / "a.pth")])
     assert "must end in .onnx" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        tool.main(["--out", str(tmp_path / "a.onnx"), "--weights", str(tmp_path / "missing.pth")])
+        export_tool.main(["--out", str(tmp_path / "a.onnx"), "--weights", str(tmp_path / "missing.pth")])
     assert "missing.pth does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        tool.main(["--out", str(tmp_path / "a.onnx"), "--resolution", "100"])
+        export_tool.main(["--out", str(tmp_path / "a.onnx"), "--resolution", "100"])
     assert "--resolution must be a positive multiple of 32" in capsys.readouterr().err
 
 
-def test_export_tool_without_rfdetr_says_what_to_install(tmp_path, capsys, monkeypatch):
+def test_export_tool_without_rfdetr_says_what_to_install(tmp_path, capsys, monkeypatch, export_tool):
     monkeypatch.setitem(sys.modules, "rfdetr", None)
-    assert load_export_tool().main(["--variant", "small", "--out", str(tmp_path / "a.onnx")]) == 2
+    assert export_tool.main(["--variant", "small", "--out", str(tmp_path / "a.onnx")]) == 2
     assert 'pip install "rfdetr[onnx]"' in capsys.readouterr().err
     assert not (tmp_path / "a.onnx").exists()
 
 
-def test_export_tool_moves_and_checks_what_rfdetr_wrote(tmp_path, capsys, monkeypatch):
+def test_export_tool_moves_and_checks_what_rfdetr_wrote(tmp_path, capsys, monkeypatch, export_tool):
     """A fake rfdetr whose export() writes the contract stand-in where real rfdetr writes its file."""
     calls = {}
 
@@ -251,7 +241,7 @@ def test_export_tool_moves_and_checks_what_rfdetr_wrote(tmp_path, capsys, monkey
     monkeypatch.setitem(sys.modules, "rfdetr", types.SimpleNamespace(RFDETRSmall=FakeSmall))
     out = tmp_path / "models" / "rfdetr-small.onnx"
     argv = ["--variant", "small", "--out", str(out), "--resolution", "32", "--weights", "none"]
-    assert load_export_tool().main(argv) == 0
+    assert export_tool.main(argv) == 0
     assert calls["init"] == {"resolution": 32, "pretrain_weights": None}
     assert calls["export"] == {"shape": (32, 32), "batch_size": 1, "dynamic_batch": True}
     assert OnnxRFDETR(out, device="cpu").resolution == 32

@@ -162,14 +162,6 @@ def test_confidence_threshold_drops_people_below_it(nano, frame):
     np.testing.assert_array_equal(confident.boxes, everyone.boxes[keep])
 
 
-def load_export_tool():
-    path = Path(__file__).resolve().parents[2] / "tools" / "export_rfdetr_onnx.py"
-    spec = importlib.util.spec_from_file_location("export_rfdetr_onnx", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def same_boxes(a: np.ndarray, b: np.ndarray, atol: float) -> bool:
     """(K, 4) box sets equal within atol pixels, in any order (near-equal scores may swap places)."""
     return a.shape == b.shape and np.allclose(a[np.lexsort(a.T[::-1])], b[np.lexsort(b.T[::-1])], atol=atol)
@@ -183,7 +175,7 @@ def clamped_to(detections: Detections, image: np.ndarray) -> Detections:
     return Detections(boxes[keep], detections.scores[keep])
 
 
-def test_exported_onnx_fits_the_add_on_and_matches_torch(nano, frame, tmp_path, capsys):
+def test_exported_onnx_fits_the_add_on_and_matches_torch(nano, frame, tmp_path, capsys, export_tool):
     """Save the steered random weights, export them with the tool, and compare OnnxRFDETR with TorchRFDETR."""
     checkpoint = tmp_path / "steered-nano.pth"
     out = tmp_path / "models" / "rfdetr-nano.onnx"
@@ -193,7 +185,7 @@ def test_exported_onnx_fits_the_add_on_and_matches_torch(nano, frame, tmp_path, 
         torch.save({"model": nano.model.model.model.state_dict()}, checkpoint)
         torch_square, torch_small = nano.detect([square, small])
     argv = ["--variant", "nano", "--weights", str(checkpoint), "--resolution", str(RESOLUTION), "--out", str(out)]
-    assert load_export_tool().main(argv) == 0, capsys.readouterr().err
+    assert export_tool.main(argv) == 0, capsys.readouterr().err
     assert f"input {RESOLUTION}x{RESOLUTION}, batch dynamic" in capsys.readouterr().out
 
     onnx = OnnxRFDETR(out, confidence=0.0, device="cpu", max_batch=2)  # checks input/dets/labels by name
