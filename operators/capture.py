@@ -69,7 +69,6 @@ class CaptureJob(WorkerJob):
         self.progress = progress
 
 
-
 _job: CaptureJob | None = None
 
 

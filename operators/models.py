@@ -130,11 +130,9 @@ class INSTANTHMR_OT_download_models(bpy.types.Operator):
         return [name.strip() for name in self.models.split(",") if name.strip()] or None
 
     def invoke(self, context, event):
-        try:
-            start_download(context, self._names())
-        except RuntimeError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        started = self.execute(context)
+        if started != {"FINISHED"}:
+            return started
         self._timer = context.window_manager.event_timer_add(0.2, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}

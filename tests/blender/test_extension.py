@@ -96,7 +96,11 @@ def test_bundled_wheels_import_from_the_extension_site_packages(addon, tmp_path)
     assert cv2.resize(image, (4, 4)).shape == (4, 4, 3)
 
 
-def test_check_models_operator_names_the_missing_files(addon, capfd):
+def test_check_models_operator_names_the_missing_files(addon, capfd, tmp_path):
+    # An empty model folder of its own: other tests point the preferences at folders holding models.
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    prefs.model_folder = str(tmp_path / "models")
+    prefs.instanthmr_path = prefs.detector_path = ""
     assert bpy.ops.instanthmr.check_models() == {"FINISHED"}
     out = capfd.readouterr()
     text = out.out + out.err
