@@ -26,8 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # so `instanthmr_blender` (the bpy-free engine) and `tests.cmu_take` import as top-level packages.
 sys.path.insert(0, str(REPO_ROOT))
 
-from instanthmr_blender.filters import SMOOTHING_LEVELS, SMOOTHING_METHODS  # noqa: E402
 from instanthmr_blender.solve import SolveError, SolveOptions, solve_take  # noqa: E402
+from instanthmr_blender.solve.smooth import SMOOTHING_LEVELS, SMOOTHING_METHODS  # noqa: E402
 from tests.cmu_take import CMU_RELATIVE_PATH, CmuTake, cmu_take, load_cmu  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,9 +1,11 @@
-"""Smoothing (instanthmr_blender.filters): One-Euro, zero-lag, NaN gaps, and the 20 mm noise test on CMU."""
+"""Smoothing (instanthmr_blender.solve.smooth): One-Euro, zero-lag, NaN gaps, and the 20 mm noise test on CMU."""
 
 import numpy as np
 import pytest
 
-from instanthmr_blender import filters, ground, solve
+from instanthmr_blender import solve
+from instanthmr_blender.solve import ground
+from instanthmr_blender.solve import smooth as filters
 from tests.cmu_take import cmu_take
 
 

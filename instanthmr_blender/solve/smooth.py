@@ -1,15 +1,26 @@
-"""Smoothing of keypoint tracks: a vectorised One-Euro filter, a zero-lag forward-backward variant, and
-per-bone-group presets for the `smoothing = "off"|"light"|"medium"|"strong"` setting.
+"""The smooth stage: a vectorised One-Euro filter, a zero-lag forward-backward variant, per-bone-group presets
+for the `smoothing = "off"|"light"|"medium"|"strong"` setting, and the camera-aware smoothing the solve runs.
+
+`smooth_camera_keypoints` is what the solve uses: outliers are first replaced by their neighbours' median
+(so they are not averaged into them), then every keypoint is split into where it is in the image (its
+camera ray) and how far along that ray: the image position is what the 2D evidence pins down and is
+smoothed like any keypoint; the hips' depth is smoothed `ROOT_DEPTH_SCALE` times harder and every other
+keypoint's depth relative to the hips `DEPTH_SCALE` times harder, because a monocular network's depth is
+its noisiest axis (4-5x the lateral noise on real output). Settings are per second, so 30 and 60 fps
+takes are smoothed alike.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from .skeleton import KEYPOINT_GROUPS
+from ..skeleton import KEYPOINT_GROUPS, MHR70_INDEX
+
+_HIP_KEYPOINTS = (MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"])
 
 SMOOTHING_LEVELS = ("off", "light", "medium", "strong")
 SMOOTHING_METHODS = ("one_euro", "zero_lag")
@@ -134,6 +145,77 @@ def smooth_keypoints(
     d_cutoff = np.array([params[group].d_cutoff for group in KEYPOINT_GROUPS])[:, None]
     run = one_euro if method == "one_euro" else one_euro_zero_lag
     return run(keypoints, fps, min_cutoff, beta, d_cutoff)
+
+
+# How much harder depth is smoothed than the image position: the resting cutoff is divided by these.
+DEPTH_SCALE = 2.0
+ROOT_DEPTH_SCALE = 4.0
+# Outlier rejection before smoothing: a sample further than this many median absolute deviations from the
+# median of its +-HAMPEL_SECONDS window is replaced by that median.
+HAMPEL_SECONDS = 0.1
+HAMPEL_MULTIPLE = 4.0
+
+
+def reject_outliers(signal: np.ndarray, fps: float, seconds: float = HAMPEL_SECONDS, multiple: float = HAMPEL_MULTIPLE):
+    """Hampel filter along axis 0: (F, ...) -> (F, ...) float64 with samples further than `multiple` scaled
+    median absolute deviations from their window median replaced by it. NaN stays NaN (and is ignored)."""
+    x = np.asarray(signal, dtype=np.float64)
+    radius = max(1, int(round(seconds * fps)))
+    if x.shape[0] < 2 * radius + 1:
+        return x.copy()
+    padded = np.concatenate([np.full((radius,) + x.shape[1:], np.nan), x, np.full((radius,) + x.shape[1:], np.nan)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=0)  # (F, ..., W)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.nanmedian(windows, axis=-1)
+        spread = 1.4826 * np.nanmedian(np.abs(windows - median[..., None]), axis=-1)
+    outlier = np.abs(x - median) > multiple * np.maximum(spread, 1e-6)
+    return np.where(outlier & np.isfinite(median), median, x)
+
+
+def smooth_camera_keypoints(
+    joints_cam: np.ndarray, fps: float, strength: str = "medium", method: str = "zero_lag"
+) -> np.ndarray:
+    """Smooth camera-space keypoints (F, 70, 3) (metres, OpenCV axes, NaN where absent) as described in the
+    module docstring. Returns (F, 70, 3) float64, NaN where the input was NaN; "off" returns a copy."""
+    joints = np.array(joints_cam, dtype=np.float64, copy=True)
+    if method not in SMOOTHING_METHODS:
+        raise FilterError(f"smoothing method {method!r} is not one of {SMOOTHING_METHODS}")
+    if strength == "off":
+        return joints
+    params = group_params(strength)
+    min_cutoff = np.array([params[group].min_cutoff for group in KEYPOINT_GROUPS])
+    beta = np.array([params[group].beta for group in KEYPOINT_GROUPS])
+    d_cutoff = np.array([params[group].d_cutoff for group in KEYPOINT_GROUPS])
+    run = one_euro if method == "one_euro" else one_euro_zero_lag
+    depth = joints[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ray = joints[..., :2] / depth[..., None]
+    ray = np.where(depth[..., None] > 1e-6, ray, np.nan)
+    root = depth[:, list(_HIP_KEYPOINTS)].mean(axis=1)  # NaN unless both hips are known
+    root = _fill_linear(root)
+    relative = depth - root[:, None]
+    ray = reject_outliers(ray, fps)
+    relative = reject_outliers(relative, fps)
+    root = reject_outliers(root, fps)
+    # Image position: the group settings; along the ray: slower, with the speed response in metres of depth.
+    # beta is per metre of speed: across the image that is per (metre / distance) of ray speed.
+    distance = float(np.nanmedian(root)) if np.isfinite(root).any() else 1.0
+    ray = run(ray, fps, min_cutoff[:, None], beta[:, None] * max(distance, 0.1), d_cutoff[:, None])
+    relative = run(relative, fps, min_cutoff / DEPTH_SCALE, beta, d_cutoff)
+    root_params = params["root"]
+    root = run(root, fps, root_params.min_cutoff / ROOT_DEPTH_SCALE, root_params.beta, root_params.d_cutoff)
+    depth = root[:, None] + relative
+    out = np.concatenate([ray * depth[..., None], depth[..., None]], axis=-1)
+    return np.where(np.isfinite(joints), out, np.nan)
+
+
+def _fill_linear(values: np.ndarray) -> np.ndarray:
+    """(F,) with NaN runs between known samples interpolated and the ends held (for a reference track)."""
+    known = np.flatnonzero(np.isfinite(values))
+    if len(known) == 0:
+        return values.copy()
+    return np.interp(np.arange(len(values)), known, values[known])
 
 
 def gaussian_smooth(signal: np.ndarray, sigma_frames: float) -> np.ndarray:
