@@ -173,13 +173,25 @@ def keep_long_runs(mask: np.ndarray, min_frames: int) -> np.ndarray:
     return out
 
 
+# How far off the straight line a knee must sit before its own side decides the bend (bend_hint below).
+_STRAIGHT_CHAIN_METRES = 0.04
+
+
 def two_bone_ik(
-    root: np.ndarray, middle: np.ndarray, target: np.ndarray, upper_length: np.ndarray, lower_length: np.ndarray
+    root: np.ndarray,
+    middle: np.ndarray,
+    target: np.ndarray,
+    upper_length: np.ndarray,
+    lower_length: np.ndarray,
+    bend_hint: np.ndarray | None = None,
 ) -> np.ndarray:
     """New middle joints (..., 3) for chains root -> middle -> end reaching `target`, with the given segment
     lengths, keeping the middle joint in its original bend plane (the plane of root, middle and target).
 
-    Targets out of reach straighten the chain towards them. All inputs broadcast over leading axes.
+    Targets out of reach straighten the chain towards them. bend_hint: (..., 3) the way the joint bends when
+    the chain is nearly straight (the knee goes towards the toes): it decides the plane where the original
+    middle joint sits within a few centimetres of the straight line, whose side is then noise. All inputs
+    broadcast over leading axes.
     """
     to_target = target - root
     distance = np.linalg.norm(to_target, axis=-1, keepdims=True)
@@ -191,6 +203,10 @@ def two_bone_ik(
     )
     cos_root = np.clip(cos_root, -1.0, 1.0)
     pole = middle - root
+    if bend_hint is not None:
+        hint = np.nan_to_num(np.asarray(bend_hint, dtype=np.float64))
+        hint = hint - np.sum(hint * direction, axis=-1, keepdims=True) * direction
+        pole = pole + _STRAIGHT_CHAIN_METRES * normalize(hint + 1e-12)
     pole = pole - np.sum(pole * direction, axis=-1, keepdims=True) * direction
     pole = normalize(pole)
     return root + upper_length[..., None] * (cos_root * direction + np.sqrt(1.0 - cos_root**2) * pole)
@@ -259,9 +275,10 @@ def lock_feet(
         if not locked.any():
             continue
         legs = out[locked]
+        toes = legs[:, foot[1]] - legs[:, ankle]
         new_knee = two_bone_ik(
             legs[:, hip], legs[:, knee], legs[:, ankle],
-            np.full(locked.sum(), thigh_lengths[column]), np.full(locked.sum(), shin_lengths[column]),
+            np.full(locked.sum(), thigh_lengths[column]), np.full(locked.sum(), shin_lengths[column]), toes,
         )  # fmt: skip
         new_knee = np.where(np.isfinite(new_knee), new_knee, legs[:, knee])
         out[np.flatnonzero(locked), knee] = new_knee

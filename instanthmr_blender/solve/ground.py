@@ -85,8 +85,10 @@ def fit_plane_ransac(
     max_tilt_degrees: float = 45.0,
     iterations: int = 300,
     seed: int = 0,
+    tilt_prior_degrees: float = 10.0,
 ) -> tuple[np.ndarray, float, np.ndarray] | None:
-    """Fit the floor plane to (N, 3) points: RANSAC over point triples, then a least-squares refit.
+    """Fit the floor plane to (N, 3) points: RANSAC over point triples, then a least-squares refit whose tilt
+    from up_hint is pulled towards 0 by a prior of tilt_prior_degrees (_level_biased_plane).
 
     Only planes within max_tilt_degrees of `up_hint` are considered. A candidate scores its inliers (within
     inlier_threshold metres) minus twice the points clearly below it, so the plane under the feet wins over
@@ -114,17 +116,41 @@ def fit_plane_ransac(
     scores = np.sum(np.abs(heights) < inlier_threshold, axis=0) - 2 * np.sum(heights < -3 * inlier_threshold, axis=0)
     best = int(np.argmax(scores))
     normal, offset = normals[best], offsets[best]
-    # Refine: total least squares on the inliers, twice (the inlier set moves with the plane).
+    # Refine on the inliers, twice (the inlier set moves with the plane).
     for _ in range(2):
         inliers = np.abs(points @ normal - offset) < inlier_threshold
         if inliers.sum() < 3:
             break
-        centre = points[inliers].mean(axis=0)
-        _, _, vt = np.linalg.svd(points[inliers] - centre, full_matrices=False)
-        normal = vt[-1] * (1.0 if vt[-1] @ up >= 0 else -1.0)
-        offset = float(normal @ centre)
+        normal, offset = _level_biased_plane(points[inliers], up, tilt_prior_degrees)
     inliers = np.abs(points @ normal - offset) < inlier_threshold
     return normal, float(offset), inliers
+
+
+def _level_biased_plane(
+    points: np.ndarray, up: np.ndarray, prior_degrees: float, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """Least-squares plane through (N, 3) points as heights along `up` over the two other axes, its slopes
+    pulled towards 0 (a level camera) by a Gaussian prior of prior_degrees: points spread widely decide the
+    tilt themselves; points bunched in one spot (a person who barely moves in depth) cannot tilt the floor
+    by their noise. weights: (N,) per point (None: equal). Returns (unit normal along up, offset)."""
+    across = normalize(np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0]))
+    along = np.cross(across, up)
+    weights = np.ones(len(points)) if weights is None else np.asarray(weights, dtype=np.float64)
+    weights = weights / max(float(weights.sum()), 1e-12)
+    u, v, h = points @ across, points @ along, points @ up
+    mean = np.array([weights @ u, weights @ v, weights @ h])
+    design = np.stack([u - mean[0], v - mean[1]], axis=1)
+    target = h - mean[2]
+    normal_matrix = design.T @ (weights[:, None] * design)
+    slopes = np.linalg.lstsq(normal_matrix, design.T @ (weights * target), rcond=None)[0]
+    noise = max(float(np.sqrt(weights @ (target - design @ slopes) ** 2)), 0.01)
+    # The prior as if it were one more point's worth of evidence per unit weight: the data's spread decides.
+    ridge = (noise / np.tan(np.radians(prior_degrees))) ** 2 / max(len(points), 1)
+    slopes = np.linalg.solve(normal_matrix + ridge * np.eye(2), design.T @ (weights * target))
+    intercept = mean[2] - slopes @ mean[:2]
+    normal = up - slopes[0] * across - slopes[1] * along
+    scale = float(np.linalg.norm(normal))
+    return normal / scale, float(intercept) / scale
 
 
 def camera_matrix_from_floor(normal_cam: np.ndarray, offset: float, origin_cam: np.ndarray) -> np.ndarray:
@@ -166,6 +192,43 @@ def _lowest_foot_points(joints_cam: np.ndarray, up_cam: np.ndarray, planted: np.
     return np.concatenate(points)
 
 
+def _planted_run_points(joints_cam: np.ndarray, planted: np.ndarray, up_cam: np.ndarray):
+    """One point per planted run of a foot: the per-coordinate median of its lowest foot point over the run
+    (a still foot's keypoints drift and wobble in depth; the median of the run does not). Returns (points
+    (R, 3), run lengths (R,))."""
+    points, lengths = [], []
+    for track in range(joints_cam.shape[0]):
+        for column, side in enumerate(("left", "right")):
+            feet = joints_cam[track][:, list(FOOT_KEYPOINTS[side])]
+            heights = np.where(np.all(np.isfinite(feet), axis=-1), feet @ up_cam, np.inf)
+            lowest = feet[np.arange(len(feet)), np.argmin(heights, axis=1)]
+            usable = np.asarray(planted[track][:, column]) & np.isfinite(heights.min(axis=1))
+            padded = np.concatenate([[0], usable.astype(np.int8), [0]])
+            edges = np.flatnonzero(np.diff(padded))
+            for start, end in zip(edges[::2], edges[1::2]):
+                points.append(np.median(lowest[start:end], axis=0))
+                lengths.append(end - start)
+    return np.array(points).reshape(-1, 3), np.array(lengths, dtype=np.float64)
+
+
+def fit_floor_to_runs(
+    points: np.ndarray, weights: np.ndarray, up: np.ndarray, tilt_prior_degrees: float = 10.0
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """The floor through planted-run points (R, 3) weighted by their run lengths (R,): a level-biased least
+    squares (_level_biased_plane) made robust by Tukey reweighting, so a foot held still in the air does not
+    lift the floor. Returns (unit normal along up, offset, inlier mask (R,))."""
+    robust = np.ones(len(points))
+    normal, offset = _level_biased_plane(points, up, tilt_prior_degrees, weights)
+    for _ in range(6):
+        residual = points @ normal - offset
+        scale = max(1.4826 * float(np.median(np.abs(residual))), 0.03)
+        robust = np.clip(1.0 - (residual / (4.685 * scale)) ** 2, 0.0, None) ** 2
+        if robust.sum() < 1e-6:
+            break
+        normal, offset = _level_biased_plane(points, up, tilt_prior_degrees, weights * robust)
+    return normal, offset, robust > 0
+
+
 def estimate_floor(
     joints_cam: np.ndarray,
     *,
@@ -182,8 +245,9 @@ def estimate_floor(
     min_inliers points support it (single images, feet never visible); mode "none" always uses that
     fallback: gravity = the camera's down axis, floor at the lowest foot point, or FALLBACK_PELVIS_HEIGHT
     below the pelvis without feet. planted: (T, F, 2) bool, feet known to be planted (contacts.still_feet):
-    when they give at least 2 * min_inliers points the fit uses only them (a raised foot is not floor). The
-    floor may tilt at most 45 degrees from the camera's up axis (a plausible camera pitch).
+    when they give at least 2 * min_inliers frames, the floor is fitted to one point per planted run
+    (fit_floor_to_runs: robust, stable under resampling) instead. Either fit pulls the camera's tilt
+    towards level (a prior of 10 degrees that well-spread feet override); RANSAC planes tilt at most 45.
     """
     joints_cam = np.asarray(joints_cam, dtype=np.float64)
     if joints_cam.ndim == 3:
@@ -199,10 +263,14 @@ def estimate_floor(
     camera_up = np.array([0.0, -1.0, 0.0])
     feet = _lowest_foot_points(joints_cam, camera_up)
     source = "lowest-foot"
-    if planted is not None:
-        planted_feet = _lowest_foot_points(joints_cam, camera_up, planted)
-        if len(planted_feet) >= 2 * min_inliers:
-            feet, source = planted_feet, "planted-foot"
+    if planted is not None and mode == "auto":
+        runs, lengths = _planted_run_points(joints_cam, planted, camera_up)
+        if lengths.sum() >= 2 * min_inliers:
+            normal, offset, inliers = fit_floor_to_runs(runs, lengths, camera_up)
+            return FloorEstimate(
+                normal, offset, camera_matrix_from_floor(normal, offset, origin), "ransac", int(inliers.sum()),
+                len(runs), "planted-foot run",
+            )  # fmt: skip
     if mode == "auto":
         fit = fit_plane_ransac(feet, camera_up, iterations=1000) if len(feet) >= min_inliers else None
         if fit is not None and int(fit[2].sum()) >= min_inliers:

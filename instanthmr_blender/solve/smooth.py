@@ -150,6 +150,8 @@ def smooth_keypoints(
 # How much harder depth is smoothed than the image position: the resting cutoff is divided by these.
 DEPTH_SCALE = 2.0
 ROOT_DEPTH_SCALE = 4.0
+# Depth's speed estimate is mostly noise: its speed response (beta) is divided by this.
+DEPTH_BETA_SCALE = 3.0
 # Outlier rejection before smoothing: a sample further than this many median absolute deviations from the
 # median of its +-HAMPEL_SECONDS window is replaced by that median.
 HAMPEL_SECONDS = 0.1
@@ -202,9 +204,11 @@ def smooth_camera_keypoints(
     # beta is per metre of speed: across the image that is per (metre / distance) of ray speed.
     distance = float(np.nanmedian(root)) if np.isfinite(root).any() else 1.0
     ray = run(ray, fps, min_cutoff[:, None], beta[:, None] * max(distance, 0.1), d_cutoff[:, None])
-    relative = run(relative, fps, min_cutoff / DEPTH_SCALE, beta, d_cutoff)
+    relative = run(relative, fps, min_cutoff / DEPTH_SCALE, beta / DEPTH_BETA_SCALE, d_cutoff)
     root_params = params["root"]
-    root = run(root, fps, root_params.min_cutoff / ROOT_DEPTH_SCALE, root_params.beta, root_params.d_cutoff)
+    root = run(
+        root, fps, root_params.min_cutoff / ROOT_DEPTH_SCALE, root_params.beta / DEPTH_BETA_SCALE, root_params.d_cutoff
+    )
     depth = root[:, None] + relative
     out = np.concatenate([ray * depth[..., None], depth[..., None]], axis=-1)
     return np.where(np.isfinite(joints), out, np.nan)
