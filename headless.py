@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--foot-lock", type=_on_off, default=True, metavar="on|off", help="lock planted feet (on)")
     solve.add_argument("--symmetric-lengths", type=_on_off, default=True, metavar="on|off",
                        help="same length for left and right limbs (on)")
+    solve.add_argument("--clean", type=_on_off, default=True, metavar="on|off",
+                       help="repair swaps, flips and jumps before smoothing (on)")
     solve.add_argument("--floor", choices=("auto", "none"), default="auto",
                        help="fit the floor to the feet (auto) or take gravity from the camera (none)")
     output = parser.add_argument_group("output")
@@ -109,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print(message: str) -> None:
     print(message, flush=True)
+
+
+def _print_quality(built) -> None:
+    """The solve's quality report: one line per person (jitter, foot slide, repairs, reprojection, bones)."""
+    for line in built.quality_lines:
+        _print(f"quality: {line}")
 
 
 class _ProgressPrinter:
@@ -247,7 +255,8 @@ def run(args) -> int:
         Path(args.save_take).parent.mkdir(parents=True, exist_ok=True)
         written.append(save_take(take, args.save_take))
     options = SolveOptions(smoothing=args.smoothing, smoothing_method=args.smoothing_method,
-                           foot_lock=args.foot_lock, symmetric_lengths=args.symmetric_lengths, floor=args.floor)
+                           foot_lock=args.foot_lock, symmetric_lengths=args.symmetric_lengths, floor=args.floor,
+                           clean=args.clean)
     _clear_default_scene()
     background = None if args.no_background or not clip or not Path(clip).exists() else str(Path(clip).resolve())
     name = take_name_from_path(clip or args.take)
@@ -260,6 +269,7 @@ def run(args) -> int:
                                      take_file=args.take or args.save_take)
     if built.mesh_error:
         raise MeshError(built.mesh_error)
+    _print_quality(built)
     if args.retarget_to:
         _retarget(args, built.rigs)
     for path in args.export:

@@ -57,7 +57,17 @@ class VIEW3D_PT_instanthmr_people(_CapturePanel, bpy.types.Panel):
         row.prop(settings, "min_track_length")
         if len(settings.people):
             layout.template_list("INSTANTHMR_UL_people", "", settings, "people", settings, "people_index", rows=3)
+            if 0 <= settings.people_index < len(settings.people) and settings.people[settings.people_index].quality:
+                _draw_quality(layout, settings.people[settings.people_index])
             layout.operator("instanthmr.rebuild_from_take", text="Keep ticked people", icon="FILE_REFRESH")
+
+
+def _draw_quality(layout, person) -> None:
+    """The selected person's quality report (one label per comma-separated figure: labels do not wrap)."""
+    box = layout.box()
+    box.label(text=f"Person {person.track_id} quality", icon="INFO")
+    for part in person.quality.split(", "):
+        box.label(text=part)
 
 
 class INSTANTHMR_UL_people(bpy.types.UIList):
@@ -95,6 +105,7 @@ class VIEW3D_PT_instanthmr_motion(_CapturePanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         settings = context.scene.instanthmr
+        layout.prop(settings, "clean")
         layout.prop(settings, "smoothing")
         if settings.smoothing != "off":
             layout.prop(settings, "smoothing_method")

@@ -46,6 +46,7 @@ class INSTANTHMR_PG_person(bpy.types.PropertyGroup):
     frame_count: bpy.props.IntProperty(name="Frames")
     keep: bpy.props.BoolProperty(name="Keep", default=True,
                                  description="Build a rig for this person (applied by Rebuild from Take)")
+    quality: bpy.props.StringProperty(name="Quality", description="The solve's quality report for this person")
 
 
 class INSTANTHMR_PG_settings(bpy.types.PropertyGroup):
@@ -78,6 +79,10 @@ class INSTANTHMR_PG_settings(bpy.types.PropertyGroup):
                                    description="Where the models run (only devices available here are listed)")
     smoothing: bpy.props.EnumProperty(name="Smoothing", items=SMOOTHING_ITEMS, default="medium")
     smoothing_method: bpy.props.EnumProperty(name="Method", items=SMOOTHING_METHOD_ITEMS, default="zero_lag")
+    clean: bpy.props.BoolProperty(
+        name="Repair glitches", default=True,
+        description="Before smoothing, repair what the network got wrong: left/right swaps, front/back flips, "
+                    "jumps, keypoints off their 2D position (repaired frames get timeline markers)")
     foot_lock: bpy.props.BoolProperty(name="Lock planted feet", default=True,
                                       description="Hold feet in place while they touch the floor (no sliding)")
     symmetric_lengths: bpy.props.BoolProperty(name="Symmetric limbs", default=True,
