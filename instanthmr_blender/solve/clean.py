@@ -207,7 +207,7 @@ def _swap_labelling(relative: np.ndarray, left: list[int], right: list[int], swa
     # Per frame, the unit as labelled under each state: (F, 2, P, 3) for the left side and the right side.
     lhs = np.stack([a, b], axis=1)
     rhs = np.stack([b, a], axis=1)
-    usable = np.all(_finite(a) | _finite(b), axis=1) & np.any(_finite(a) & _finite(b), axis=1)
+    usable = np.any(_finite(a) & _finite(b), axis=1)
     frames = np.flatnonzero(usable)
     swapped = np.zeros(count, dtype=bool)
     if len(frames) < 3:

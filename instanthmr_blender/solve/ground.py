@@ -221,7 +221,7 @@ def fit_floor_to_runs(
     normal, offset = _level_biased_plane(points, up, tilt_prior_degrees, weights)
     for _ in range(6):
         residual = points @ normal - offset
-        scale = max(1.4826 * float(np.median(np.abs(residual))), 0.03)
+        scale = float(np.clip(1.4826 * np.median(np.abs(residual)), 0.03, 0.05))
         robust = np.clip(1.0 - (residual / (4.685 * scale)) ** 2, 0.0, None) ** 2
         if robust.sum() < 1e-6:
             break

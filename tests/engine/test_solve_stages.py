@@ -12,13 +12,12 @@ from tests.realnet_take import cmu_exactness, realnet_figures, realnet_take
 
 DEFAULT = solve.SolveOptions()
 NO_LOCK = solve.SolveOptions(foot_lock=False)
-LEFT_LEG = [K["left_knee"], K["left_ankle"], K["left_big_toe_tip"]]
-RIGHT_LEG = [K["right_knee"], K["right_ankle"], K["right_big_toe_tip"]]
+_, LEFT_LEG, RIGHT_LEG = clean.SWAP_UNITS[0]  # knee, ankle and the foot points of each side
 
 
 @pytest.fixture(scope="module")
 def cmu(fixtures_dir):
-    return cmu_take(fixtures_dir, start=1, stop=1201)  # 10 s at 30 fps, after the calibration T-pose
+    return cmu_take(fixtures_dir, start=1)  # 30 fps, after the calibration T-pose
 
 
 def _flip(joints, rows):
@@ -52,19 +51,19 @@ def _injected(cmu):
     broken = joints.copy()
     glitches = {}
     broken = _flip(broken, np.arange(40, 44))  # 4-frame front/back flip
-    broken = _flip(broken, np.arange(400, 408))  # 8-frame flip
-    broken = _flip(broken, np.arange(600, 602))  # 2-frame flip
-    glitches["flip"] = [range(40, 44), range(400, 408), range(600, 602)]
-    broken = _swap(broken, np.arange(150, 156), LEFT_LEG, RIGHT_LEG)  # one limb's labels swapped
+    broken = _flip(broken, np.arange(200, 208))  # 8-frame flip
+    broken = _flip(broken, np.arange(300, 302))  # 2-frame flip
+    glitches["flip"] = [range(40, 44), range(200, 208), range(300, 302)]
+    broken = _swap(broken, np.arange(100, 106), LEFT_LEG, RIGHT_LEG)  # one limb's labels swapped
     left_arm, right_arm = [K["left_elbow"], K["left_wrist"]], [K["right_elbow"], K["right_wrist"]]
-    broken = _swap(broken, np.arange(700, 705), left_arm, right_arm)
-    glitches["swap"] = [range(150, 156), range(700, 705)]
-    broken[200:203, :, 2] += 1.1  # whole-body depth jump along the ray
-    broken[800:805, :, 2] -= 0.6
-    glitches["depth_jump"] = [range(200, 203), range(800, 805)]
-    broken[500:503, K["left_wrist"]] += np.array([0.3, -0.2, 0.2])  # a 0.43 m wrist jump
-    glitches["limb_jump"] = [range(500, 503)]
-    broken[900:904] = np.nan  # dropped frames
+    broken = _swap(broken, np.arange(350, 355), left_arm, right_arm)
+    glitches["swap"] = [range(100, 106), range(350, 355)]
+    broken[150:153, :, 2] += 1.1  # whole-body depth jump along the ray
+    broken[420:425, :, 2] -= 0.6
+    glitches["depth_jump"] = [range(150, 153), range(420, 425)]
+    broken[250:253, K["left_wrist"]] += np.array([0.3, -0.2, 0.2])  # a 0.43 m wrist jump
+    glitches["limb_jump"] = [range(250, 253)]
+    broken[500:504] = np.nan  # dropped frames
     # Depth noise 4x the lateral noise (5 mm across, 20 mm along the ray).
     broken += rng.normal(0, 1, broken.shape) * np.array([0.005, 0.005, 0.02])
     return joints, broken, glitches
@@ -82,7 +81,7 @@ def test_injected_failures_do_not_reach_the_rig(cmu):
     for spans in glitches.values():
         for span in spans:
             glitch_rows[max(0, span.start - 1): span.stop + 1] = True
-    glitch_rows[899:905] = True
+    glitch_rows[499:505] = True
     assert result.repairs[~glitch_rows, :-1].any(axis=1).mean() < 0.01
 
     matrix = ground.estimate_floor(truth[None]).camera_matrix_world
@@ -148,16 +147,17 @@ def test_person_on_a_box_keeps_their_support(cmu):
     from instanthmr_blender.take import Take
 
     count = 240
-    take = Take.empty(2, cmu.frames[:count], fps=cmu.fps, image_size=cmu.image_size, focal_length=cmu.focal_length,
+    take = Take.empty(3, cmu.frames[:count], fps=cmu.fps, image_size=cmu.image_size, focal_length=cmu.focal_length,
                       principal_point=cmu.principal_point)  # fmt: skip
     take.joints_cam[0] = cmu.joints_cam[0, :count]
     box = cmu.joints_cam[0, :count] + np.array([1.2, 0.0, 0.8], np.float32)
     # 40 cm higher: up in camera space is -y (pitched 8 degrees) applied via the true floor normal.
     box = box + (0.4 * cmu.floor_normal_cam).astype(np.float32)
     take.joints_cam[1] = box
+    take.joints_cam[2] = cmu.joints_cam[0, :count] + np.array([-1.2, 0.0, 0.5], np.float32)  # a second on the floor
     take.valid[:] = True
     solution = solve.solve_take(take, DEFAULT)
-    ground_person, box_person = solution.persons
+    ground_person, box_person, _ = solution.persons
     assert abs(ground_person.support_height) < 0.03
     assert box_person.support_height == pytest.approx(0.4, abs=0.05)
     lowest = box_person.keypoints_world[:, [K["left_heel"], K["left_big_toe_tip"], K["left_ankle"]], 2]
