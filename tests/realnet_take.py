@@ -20,13 +20,18 @@ _LOWER_BODY = {"left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
                "left_small_toe_tip", "left_heel", "right_big_toe_tip", "right_small_toe_tip", "right_heel"}  # fmt: skip
 
 
+def frame_columns(take: Take, columns) -> Take:
+    """The take with only the given frame columns (indices or a slice), in order."""
+    out = copy.copy(take)
+    out.frames = take.frames[columns]
+    for name in _PER_FRAME:
+        setattr(out, name, getattr(take, name)[:, columns])
+    return out
+
+
 def every_nth(take: Take, step: int) -> Take:
     """The take with every `step`-th frame column (a 60 fps take at step 2 is a 30 fps take)."""
-    out = copy.copy(take)
-    out.frames = take.frames[::step]
-    for name in _PER_FRAME:
-        setattr(out, name, getattr(take, name)[:, ::step])
-    return out
+    return frame_columns(take, slice(None, None, step))
 
 
 def realnet_take(fixtures_dir: Path, step: int = 1) -> Take:

@@ -192,6 +192,10 @@ def _lowest_foot_points(joints_cam: np.ndarray, up_cam: np.ndarray, planted: np.
     return np.concatenate(points)
 
 
+# Fewer planted runs than this leave the floor's tilt to the noise of a few feet: the lowest-foot fit is used.
+MIN_PLANTED_RUNS = 4
+
+
 def _planted_run_points(joints_cam: np.ndarray, planted: np.ndarray, up_cam: np.ndarray):
     """One point per planted run of a foot: the per-coordinate median of its lowest foot point over the run
     (a still foot's keypoints drift and wobble in depth; the median of the run does not). Returns (points
@@ -212,20 +216,55 @@ def _planted_run_points(joints_cam: np.ndarray, planted: np.ndarray, up_cam: np.
 
 
 def fit_floor_to_runs(
-    points: np.ndarray, weights: np.ndarray, up: np.ndarray, tilt_prior_degrees: float = 10.0
+    points: np.ndarray,
+    weights: np.ndarray,
+    up: np.ndarray,
+    tilt_prior_degrees: float = 10.0,
+    *,
+    inlier_threshold: float = 0.05,
+    max_tilt_degrees: float = 45.0,
 ) -> tuple[np.ndarray, float, np.ndarray]:
-    """The floor through planted-run points (R, 3) weighted by their run lengths (R,): a level-biased least
-    squares (_level_biased_plane) made robust by Tukey reweighting, so a foot held still in the air does not
-    lift the floor. Returns (unit normal along up, offset, inlier mask (R,))."""
-    robust = np.ones(len(points))
-    normal, offset = _level_biased_plane(points, up, tilt_prior_degrees, weights)
+    """The floor through planted-run points (R, 3) weighted by their run lengths (R,).
+
+    Candidates: the plane through every triple of points (at most 2000, tilted at most max_tilt_degrees from
+    up) and the level plane through every point; each scores the run weight within inlier_threshold minus
+    twice the weight clearly below it, so the floor under most planted feet wins over a box someone stands on.
+    The best is refined by a level-biased least squares (_level_biased_plane) with Tukey reweighting, so a
+    foot held still in the air does not lift the floor. Returns (unit normal along up, offset, inliers (R,)).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    up = normalize(np.asarray(up, dtype=np.float64))
+    normals = [np.tile(up, (len(points), 1))]
+    anchors = [points]
+    if len(points) >= 3:
+        rng = np.random.default_rng(0)
+        triples = rng.integers(0, len(points), size=(2000, 3))
+        a, b, c = points[triples[:, 0]], points[triples[:, 1]], points[triples[:, 2]]
+        cross = np.cross(b - a, c - a)
+        length = np.linalg.norm(cross, axis=1)
+        cross = cross / np.where(length > 1e-9, length, 1.0)[:, None]
+        cross *= np.where(cross @ up < 0, -1.0, 1.0)[:, None]
+        usable = (length > 1e-9) & (cross @ up > np.cos(np.radians(max_tilt_degrees)))
+        normals.append(cross[usable])
+        anchors.append(a[usable])
+    normals, anchors = np.concatenate(normals), np.concatenate(anchors)
+    offsets = np.sum(normals * anchors, axis=1)
+    heights = points @ normals.T - offsets  # (R, candidates)
+    scores = weights @ (np.abs(heights) < inlier_threshold) - 2.0 * weights @ (heights < -2 * inlier_threshold)
+    best = int(np.argmax(scores))
+    normal, offset = normals[best], float(offsets[best])
+    # Start the refit from a wide band around the best candidate: runs bunched near a line leave its tilt
+    # to chance, and the band keeps runs a few centimetres off it (depth noise) while a box stays out.
+    robust = (np.abs(points @ normal - offset) < 3.0 * inlier_threshold).astype(np.float64)
     for _ in range(6):
-        residual = points @ normal - offset
-        scale = float(np.clip(1.4826 * np.median(np.abs(residual)), 0.03, 0.05))
-        robust = np.clip(1.0 - (residual / (4.685 * scale)) ** 2, 0.0, None) ** 2
         if robust.sum() < 1e-6:
             break
         normal, offset = _level_biased_plane(points, up, tilt_prior_degrees, weights * robust)
+        residual = points @ normal - offset
+        inliers = robust > 0
+        scale = float(np.clip(1.4826 * np.median(np.abs(residual[inliers])), 0.02, inlier_threshold))
+        robust = np.clip(1.0 - (residual / (4.685 * scale)) ** 2, 0.0, None) ** 2
     return normal, offset, robust > 0
 
 
@@ -245,8 +284,8 @@ def estimate_floor(
     min_inliers points support it (single images, feet never visible); mode "none" always uses that
     fallback: gravity = the camera's down axis, floor at the lowest foot point, or FALLBACK_PELVIS_HEIGHT
     below the pelvis without feet. planted: (T, F, 2) bool, feet known to be planted (contacts.still_feet):
-    when they give at least 2 * min_inliers frames, the floor is fitted to one point per planted run
-    (fit_floor_to_runs: robust, stable under resampling) instead. Either fit pulls the camera's tilt
+    when they give at least 2 * min_inliers frames in MIN_PLANTED_RUNS runs or more, the floor is fitted to one
+    point per planted run (fit_floor_to_runs: robust, stable under resampling) instead. Either fit pulls the camera's tilt
     towards level (a prior of 10 degrees that well-spread feet override); RANSAC planes tilt at most 45.
     """
     joints_cam = np.asarray(joints_cam, dtype=np.float64)
@@ -265,7 +304,7 @@ def estimate_floor(
     source = "lowest-foot"
     if planted is not None and mode == "auto":
         runs, lengths = _planted_run_points(joints_cam, planted, camera_up)
-        if lengths.sum() >= 2 * min_inliers:
+        if lengths.sum() >= 2 * min_inliers and len(runs) >= MIN_PLANTED_RUNS:
             normal, offset, inliers = fit_floor_to_runs(runs, lengths, camera_up)
             return FloorEstimate(
                 normal, offset, camera_matrix_from_floor(normal, offset, origin), "ransac", int(inliers.sum()),
