@@ -30,8 +30,8 @@ class ContactSettings:
     seconds a contact must last; smoothing_seconds: Gaussian sigma applied to the tracks before the tests."""
 
     still_speed: float = 0.25
-    height_on: float = 0.06
-    height_off: float = 0.10
+    height_on: float = 0.10
+    height_off: float = 0.15
     speed_on: float = 0.35
     speed_off: float = 0.6
     min_duration: float = 0.1
@@ -227,18 +227,21 @@ def lock_feet(
     keypoints_world: (F, 70, 3) Z up, metres; contacts: (F, 2) bool (left, right); thigh/shin lengths per
     side (left, right) in metres, the rig's rest lengths. During a contact every foot keypoint is held at its
     mean position over that contact; the hold blends in over blend_seconds before the contact and out after
-    it, and the knee is placed by two-bone IK (hip fixed, thigh and shin at their rest lengths) in the leg's
-    original bend plane. support: the person's support height (world z, metres), or None: then a held foot
-    stays at its mean height; with it the held foot's lowest point stands exactly on the support and no foot
-    point of any frame sinks below it (the foot is lifted). Returns a new (F, 70, 3) array.
+    it. A held foot out of the leg's reach (depth noise stretches legs) pulls the body towards it until the
+    leg reaches, so the rig's foot does not slide with the hips; then the knee is placed by two-bone IK (hip
+    fixed, thigh and shin at their rest lengths) in the leg's original bend plane. support: the person's
+    support height (world z, metres), or None: then a held foot stays at its mean height; with it the held
+    foot's lowest point stands exactly on the support and no foot point of any frame sinks below it (the foot
+    is lifted). Returns a new (F, 70, 3) array.
     """
     out = np.array(keypoints_world, dtype=np.float64, copy=True)
     count = out.shape[0]
     blend = max(1, int(round(blend_seconds * fps)))
+    weights = np.zeros((count, 2))
+    touched = np.zeros((count, 2), dtype=bool)
     for column, side in enumerate(("left", "right")):
         foot = list(FOOT_KEYPOINTS[side])
-        hip, knee, ankle = LEG_KEYPOINTS[side]
-        weight = np.zeros(count)
+        weight = weights[:, column]
         held = np.zeros((count, len(foot), 3))
         for start, end in _runs(contacts[:, column]):
             segment = keypoints_world[start:end, foot]
@@ -272,8 +275,14 @@ def lock_feet(
             sunk = np.isfinite(lowest) & (lowest < support)
             out[np.ix_(np.flatnonzero(sunk), foot, [2])] += (support - lowest[sunk])[:, None, None]
             locked = locked | sunk
+        touched[:, column] = locked
+    _keep_held_feet_in_reach(out, weights, thigh_lengths, shin_lengths)
+    for column, side in enumerate(("left", "right")):
+        locked = touched[:, column]
         if not locked.any():
             continue
+        foot = list(FOOT_KEYPOINTS[side])
+        hip, knee, ankle = LEG_KEYPOINTS[side]
         legs = out[locked]
         toes = legs[:, foot[1]] - legs[:, ankle]
         new_knee = two_bone_ik(
@@ -283,3 +292,27 @@ def lock_feet(
         new_knee = np.where(np.isfinite(new_knee), new_knee, legs[:, knee])
         out[np.flatnonzero(locked), knee] = new_knee
     return out
+
+
+def _keep_held_feet_in_reach(
+    keypoints: np.ndarray, weights: np.ndarray, thigh_lengths: tuple[float, float], shin_lengths: tuple[float, float]
+) -> None:
+    """In place: where a held ankle (weights (F, 2) > 0) is further from its hip than the leg's length, move
+    every keypoint but the held feet towards it by the excess, weighted by the hold (a few passes, so two
+    held feet settle together)."""
+    feet = {column: list(FOOT_KEYPOINTS[side]) for column, side in enumerate(("left", "right"))}
+    for _ in range(3):
+        for column, side in enumerate(("left", "right")):
+            hip, _, ankle = LEG_KEYPOINTS[side]
+            reach = 0.999 * (thigh_lengths[column] + shin_lengths[column])
+            to_ankle = keypoints[:, ankle] - keypoints[:, hip]
+            distance = np.linalg.norm(to_ankle, axis=-1)
+            excess = np.nan_to_num((distance - reach) * weights[:, column], nan=0.0)
+            rows = np.flatnonzero(excess > 1e-4)
+            if len(rows) == 0:
+                continue
+            shift = to_ankle[rows] / distance[rows, None] * excess[rows, None]
+            body = np.ones((len(rows), keypoints.shape[1]), dtype=bool)
+            for other, points in feet.items():
+                body[np.ix_(weights[rows, other] > 0, points)] = False
+            keypoints[rows] += np.where(body[..., None], shift[:, None], 0.0)
