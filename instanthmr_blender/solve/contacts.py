@@ -218,7 +218,7 @@ def lock_feet(
     thigh_lengths: tuple[float, float],
     shin_lengths: tuple[float, float],
     fps: float,
-    blend_seconds: float = 0.1,
+    blend_seconds: float = 0.15,
     *,
     support: float | None = None,
 ) -> np.ndarray:
@@ -227,7 +227,7 @@ def lock_feet(
     keypoints_world: (F, 70, 3) Z up, metres; contacts: (F, 2) bool (left, right); thigh/shin lengths per
     side (left, right) in metres, the rig's rest lengths. During a contact every foot keypoint is held at its
     mean position over that contact; the hold blends in over blend_seconds before the contact and out after
-    it. A held foot out of the leg's reach (depth noise stretches legs) pulls the body towards it until the
+    it (the knee blended in with the hold). A held foot out of the leg's reach (depth noise stretches legs) pulls the body towards it until the
     leg reaches, so the rig's foot does not slide with the hips; then the knee is placed by two-bone IK (hip
     fixed, thigh and shin at their rest lengths) in the leg's original bend plane. support: the person's
     support height (world z, metres), or None: then a held foot stays at its mean height; with it the held
@@ -290,7 +290,10 @@ def lock_feet(
             np.full(locked.sum(), thigh_lengths[column]), np.full(locked.sum(), shin_lengths[column]), toes,
         )  # fmt: skip
         new_knee = np.where(np.isfinite(new_knee), new_knee, legs[:, knee])
-        out[np.flatnonzero(locked), knee] = new_knee
+        # Blend the re-solved knee in with the hold, so the knee does not jump where a hold starts or ends; a
+        # foot only lifted out of the support keeps its knee (the lift is continuous, the re-solve is not).
+        blend_weight = weights[locked, column][:, None]
+        out[np.flatnonzero(locked), knee] = legs[:, knee] + blend_weight * (new_knee - legs[:, knee])
     return out
 
 

@@ -152,6 +152,8 @@ DEPTH_SCALE = 2.0
 ROOT_DEPTH_SCALE = 4.0
 # Depth's speed estimate is mostly noise: its speed response (beta) is divided by this.
 DEPTH_BETA_SCALE = 3.0
+# The image position's speed response is divided by this (1: as the group settings say).
+RAY_BETA_SCALE = 2.0
 # Outlier rejection before smoothing: a sample further than this many median absolute deviations from the
 # median of its +-HAMPEL_SECONDS window is replaced by that median.
 HAMPEL_SECONDS = 0.1
@@ -203,7 +205,7 @@ def smooth_camera_keypoints(
     # Image position: the group settings; along the ray: slower, with the speed response in metres of depth.
     # beta is per metre of speed: across the image that is per (metre / distance) of ray speed.
     distance = float(np.nanmedian(root)) if np.isfinite(root).any() else 1.0
-    ray = run(ray, fps, min_cutoff[:, None], beta[:, None] * max(distance, 0.1), d_cutoff[:, None])
+    ray = run(ray, fps, min_cutoff[:, None], beta[:, None] * max(distance, 0.1) / RAY_BETA_SCALE, d_cutoff[:, None])
     relative = run(relative, fps, min_cutoff / DEPTH_SCALE, beta / DEPTH_BETA_SCALE, d_cutoff)
     root_params = params["root"]
     root = run(
