@@ -21,8 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the engine and tests.cmu_take as top-level packages (see bench_solve.py)
 
 from instanthmr_blender.solve import SolveError, SolveOptions, solve_take  # noqa: E402
-from tests.realnet_take import cmu_exactness, realnet_figures, realnet_take  # noqa: E402
 from instanthmr_blender.take import TakeError  # noqa: E402
+from tests.realnet_take import cmu_exactness, realnet_figures, realnet_take  # noqa: E402
 
 DEFAULT_FIXTURES = Path(os.environ.get("INSTANTHMR_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
 

@@ -212,22 +212,25 @@ def _swap_labelling(relative: np.ndarray, left: list[int], right: list[int], swa
     swapped = np.zeros(count, dtype=bool)
     if len(frames) < 3:
         return swapped
-    cost = np.array([0.0, swap_cost])
+    # Travel between consecutive usable frames for each (state now, state before): (N-1, 2, 2).
+    now, before = frames[1:], frames[:-1]
+    steps = np.zeros((len(frames) - 1, 2, 2))
+    for state_now in range(2):
+        for state_before in range(2):
+            d = np.concatenate([
+                np.linalg.norm(lhs[now, state_now] - lhs[before, state_before], axis=-1),
+                np.linalg.norm(rhs[now, state_now] - rhs[before, state_before], axis=-1),
+            ], axis=1)  # fmt: skip
+            known = np.isfinite(d)
+            steps[:, state_now, state_before] = np.where(known, d, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)
+    # Viterbi over the two states (plain floats: a short sequential loop).
+    cost = [0.0, swap_cost]
     back = np.zeros((len(frames), 2), dtype=np.int8)
-    for i in range(1, len(frames)):
-        t, s = frames[i], frames[i - 1]
-        step = np.zeros((2, 2))
-        for now in range(2):
-            for before in range(2):
-                d = np.concatenate([
-                    np.linalg.norm(lhs[t, now] - lhs[s, before], axis=-1),
-                    np.linalg.norm(rhs[t, now] - rhs[s, before], axis=-1),
-                ])  # fmt: skip
-                d = d[np.isfinite(d)]
-                step[now, before] = d.mean() if len(d) else 0.0
-        total = cost[None, :] + step  # [now, before]
-        back[i] = np.argmin(total, axis=1)
-        cost = total[np.arange(2), back[i]] + np.array([0.0, swap_cost])
+    for i, step in enumerate(steps.tolist(), start=1):
+        totals = [[cost[0] + step[s][0], cost[1] + step[s][1]] for s in range(2)]
+        choice = [0 if totals[s][0] <= totals[s][1] else 1 for s in range(2)]
+        back[i] = choice
+        cost = [totals[0][choice[0]], totals[1][choice[1]] + swap_cost]
     state = int(np.argmin(cost))
     for i in range(len(frames) - 1, -1, -1):
         swapped[frames[i]] = bool(state)

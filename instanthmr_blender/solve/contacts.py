@@ -227,12 +227,12 @@ def lock_feet(
     keypoints_world: (F, 70, 3) Z up, metres; contacts: (F, 2) bool (left, right); thigh/shin lengths per
     side (left, right) in metres, the rig's rest lengths. During a contact every foot keypoint is held at its
     mean position over that contact; the hold blends in over blend_seconds before the contact and out after
-    it (the knee blended in with the hold). A held foot out of the leg's reach (depth noise stretches legs) pulls the body towards it until the
-    leg reaches, so the rig's foot does not slide with the hips; then the knee is placed by two-bone IK (hip
-    fixed, thigh and shin at their rest lengths) in the leg's original bend plane. support: the person's
-    support height (world z, metres), or None: then a held foot stays at its mean height; with it the held
-    foot's lowest point stands exactly on the support and no foot point of any frame sinks below it (the foot
-    is lifted). Returns a new (F, 70, 3) array.
+    it (the knee blended in with the hold). A held foot out of the leg's reach (depth noise stretches legs)
+    pulls the body towards it until the leg reaches, so the rig's foot does not slide with the hips; then
+    the knee is placed by two-bone IK (hip fixed, thigh and shin at their rest lengths) in the leg's original
+    bend plane. support: the person's support height (world z, metres), or None: then a held foot stays at
+    its mean height; with it the held foot's lowest point stands exactly on the support and no foot point of
+    any frame sinks below it (the foot is lifted). Returns a new (F, 70, 3) array.
     """
     out = np.array(keypoints_world, dtype=np.float64, copy=True)
     count = out.shape[0]

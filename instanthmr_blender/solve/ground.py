@@ -284,9 +284,10 @@ def estimate_floor(
     min_inliers points support it (single images, feet never visible); mode "none" always uses that
     fallback: gravity = the camera's down axis, floor at the lowest foot point, or FALLBACK_PELVIS_HEIGHT
     below the pelvis without feet. planted: (T, F, 2) bool, feet known to be planted (contacts.still_feet):
-    when they give at least 2 * min_inliers frames in MIN_PLANTED_RUNS runs or more, the floor is fitted to one
-    point per planted run (fit_floor_to_runs: robust, stable under resampling) instead. Either fit pulls the camera's tilt
-    towards level (a prior of 10 degrees that well-spread feet override); RANSAC planes tilt at most 45.
+    when they give at least 2 * min_inliers frames in MIN_PLANTED_RUNS runs or more, the floor is fitted to
+    one point per planted run (fit_floor_to_runs: robust, stable under resampling) instead. Either fit pulls
+    the camera's tilt towards level (a prior of 10 degrees that well-spread feet override); planes tilt at
+    most 45 degrees.
     """
     joints_cam = np.asarray(joints_cam, dtype=np.float64)
     if joints_cam.ndim == 3:

@@ -156,13 +156,14 @@ def figures(person, take_joints_cam: np.ndarray, image: np.ndarray, camera_matri
     turns = bone_turns(person.rest, person.quats, person.keyed)
     finite_turns = turns[np.isfinite(turns)]
     input_world = world_from_camera(take_joints_cam, camera_matrix_world)
-    rig = rig_keypoints(person.rest, person.quats, person.root_location)
+    ends = forward_kinematics(person.rest, person.quats, person.root_location)
+    rig = rig_keypoints(person.rest, person.quats, person.root_location, ends=ends)
     both = np.all(np.isfinite(rig), axis=-1) & np.all(np.isfinite(input_world), axis=-1)
     input_jitter, rig_jitter = jitter(input_world, both), jitter(rig, both)
     stances = stances_in_image(image, fps)
     slides, below = [], []
     for column, side in enumerate(("left", "right")):
-        feet = foot_points(person.rest, person.quats, person.root_location, side)
+        feet = foot_points(person.rest, person.quats, person.root_location, side, ends=ends)
         slides.append(foot_slide(feet, stances[:, column], fps))
         lowest = feet[..., 2].min(axis=1)
         below.append(person.support_height - lowest[stances[:, column]])
@@ -183,10 +184,10 @@ def figures(person, take_joints_cam: np.ndarray, image: np.ndarray, camera_matri
     )
 
 
-def rig_keypoints(rest: RigRest, quats: np.ndarray, root_location: np.ndarray) -> np.ndarray:
+def rig_keypoints(rest: RigRest, quats: np.ndarray, root_location: np.ndarray, *, ends=None) -> np.ndarray:
     """(F, 70, 3) world positions of the rig's joints at the keypoints they stand for (NaN for keypoints no
-    bone end maps onto), from forward kinematics."""
-    heads, tails = forward_kinematics(rest, quats, root_location)
+    bone end maps onto), from forward kinematics (or its (heads, tails) given as ends)."""
+    heads, tails = forward_kinematics(rest, quats, root_location) if ends is None else ends
     out = np.full((len(quats), 70, 3), np.nan)
     for b in range(rest.num_bones):
         for ends, kp in ((heads, rest.mhr70_head[b]), (tails, rest.mhr70_tail[b])):
@@ -217,9 +218,10 @@ def bone_turns(rest: RigRest, quats: np.ndarray, keyed: np.ndarray | None = None
     return angles
 
 
-def foot_points(rest: RigRest, quats: np.ndarray, root_location: np.ndarray, side: str) -> np.ndarray:
-    """(F, 4, 3) the rig's ankle, big toe, small toe and heel of one side (world, metres)."""
-    heads, tails = forward_kinematics(rest, quats, root_location)
+def foot_points(rest: RigRest, quats: np.ndarray, root_location: np.ndarray, side: str, *, ends=None) -> np.ndarray:
+    """(F, 4, 3) the rig's ankle, big toe, small toe and heel of one side (world, metres); ends: forward
+    kinematics' (heads, tails) when already computed."""
+    heads, tails = forward_kinematics(rest, quats, root_location) if ends is None else ends
     ends = {"head": heads, "tail": tails}
     return np.stack([ends[end][:, BONE_INDEX[bone]] for bone, end in _FOOT_ENDS[side]], axis=1)
 
@@ -296,12 +298,13 @@ def person_quality(
 ) -> PersonQuality:
     """Measure one solved person (shapes as in PersonMotion; input_world / input_cam: the take's keypoints
     before any stage, world and camera space; image: (F, 70, 2) normalised 2D keypoints)."""
-    rig = rig_keypoints(rest, quats, root_location)
+    ends = forward_kinematics(rest, quats, root_location)
+    rig = rig_keypoints(rest, quats, root_location, ends=ends)
     rig = np.where(keyed.any(axis=1)[:, None, None], rig, np.nan)
     both = np.all(np.isfinite(rig), axis=-1) & np.all(np.isfinite(input_world), axis=-1)
     slides = []
     for column, side in enumerate(("left", "right")):
-        slides.append(foot_slide(foot_points(rest, quats, root_location, side), contacts[:, column], fps))
+        slides.append(foot_slide(foot_points(rest, quats, root_location, side, ends=ends), contacts[:, column], fps))
     slides = np.concatenate(slides)
     by_reason = {reason: int(clean.repairs[:, i].sum()) for i, reason in enumerate(REASONS)}
     ranges = [(int(frames[a]), int(frames[b - 1]), reason) for a, b, reason in clean.ranges()]

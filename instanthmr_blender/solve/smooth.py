@@ -13,7 +13,6 @@ takes are smoothed alike.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,12 +168,20 @@ def reject_outliers(signal: np.ndarray, fps: float, seconds: float = HAMPEL_SECO
         return x.copy()
     padded = np.concatenate([np.full((radius,) + x.shape[1:], np.nan), x, np.full((radius,) + x.shape[1:], np.nan)])
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=0)  # (F, ..., W)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        median = np.nanmedian(windows, axis=-1)
-        spread = 1.4826 * np.nanmedian(np.abs(windows - median[..., None]), axis=-1)
+    median = _window_median(windows)
+    spread = 1.4826 * _window_median(np.abs(windows - median[..., None]))
     outlier = np.abs(x - median) > multiple * np.maximum(spread, 1e-6)
     return np.where(outlier & np.isfinite(median), median, x)
+
+
+def _window_median(windows: np.ndarray) -> np.ndarray:
+    """Median over the last axis ignoring NaN (NaN where a window has none): sorting puts NaN last, so the
+    median sits at the middle of each window's finite count (much faster than np.nanmedian)."""
+    ordered = np.sort(windows, axis=-1)
+    count = np.isfinite(windows).sum(axis=-1)
+    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], axis=-1)[..., 0]
+    high = np.take_along_axis(ordered, np.maximum(count // 2, 0)[..., None], axis=-1)[..., 0]
+    return np.where(count > 0, 0.5 * (low + high), np.nan)
 
 
 def smooth_camera_keypoints(

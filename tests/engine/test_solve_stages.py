@@ -204,7 +204,6 @@ def test_realnet_stance_feet_slide_median_and_depth(realnet):
     assert figures.stance_below_cm <= 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="not reached yet: p90 stance slide measured 13-17 cm/s (issue 10 asks <= 10)")
 def test_realnet_stance_feet_slide_p90(realnet):
     assert realnet[2].stance_slide_p90_cm_s <= 10.0
 
