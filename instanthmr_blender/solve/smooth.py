@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..skeleton import KEYPOINT_GROUPS, MHR70_INDEX
+from ..skeleton import KEYPOINT_GROUPS, MHR70_INDEX, NUM_KEYPOINTS
 
 _HIP_KEYPOINTS = (MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"])
 
@@ -206,18 +206,23 @@ def smooth_camera_keypoints(
     root = depth[:, list(_HIP_KEYPOINTS)].mean(axis=1)  # NaN unless both hips are known
     root = _fill_linear(root)
     relative = depth - root[:, None]
-    ray = reject_outliers(ray, fps)
-    relative = reject_outliers(relative, fps)
-    root = reject_outliers(root, fps)
-    # Image position: the group settings; along the ray: slower, with the speed response in metres of depth.
-    # beta is per metre of speed: across the image that is per (metre / distance) of ray speed.
+    count = len(joints)
+    # Every channel in one array, so the filters run once: ray x and y (70 each), relative depth (70), root.
+    channels = np.concatenate([ray.reshape(count, -1), relative, root[:, None]], axis=1)
+    channels = reject_outliers(channels, fps)
+    # Image position: the group settings (beta is per metre of speed: across the image that is per metre /
+    # distance of ray speed); along the ray: slower, with a damped speed response; the root slowest.
     distance = float(np.nanmedian(root)) if np.isfinite(root).any() else 1.0
-    ray = run(ray, fps, min_cutoff[:, None], beta[:, None] * max(distance, 0.1) / RAY_BETA_SCALE, d_cutoff[:, None])
-    relative = run(relative, fps, min_cutoff / DEPTH_SCALE, beta / DEPTH_BETA_SCALE, d_cutoff)
     root_params = params["root"]
-    root = run(
-        root, fps, root_params.min_cutoff / ROOT_DEPTH_SCALE, root_params.beta / DEPTH_BETA_SCALE, root_params.d_cutoff
-    )
+    cutoffs = np.concatenate([np.repeat(min_cutoff, 2), min_cutoff / DEPTH_SCALE,
+                              [root_params.min_cutoff / ROOT_DEPTH_SCALE]])  # fmt: skip
+    betas = np.concatenate([np.repeat(beta, 2) * max(distance, 0.1) / RAY_BETA_SCALE, beta / DEPTH_BETA_SCALE,
+                            [root_params.beta / DEPTH_BETA_SCALE]])  # fmt: skip
+    d_cutoffs = np.concatenate([np.repeat(d_cutoff, 2), d_cutoff, [root_params.d_cutoff]])
+    channels = run(channels, fps, cutoffs, betas, d_cutoffs)
+    ray = channels[:, : 2 * NUM_KEYPOINTS].reshape(count, NUM_KEYPOINTS, 2)
+    relative = channels[:, 2 * NUM_KEYPOINTS : 3 * NUM_KEYPOINTS]
+    root = channels[:, -1]
     depth = root[:, None] + relative
     out = np.concatenate([ray * depth[..., None], depth[..., None]], axis=-1)
     return np.where(np.isfinite(joints), out, np.nan)

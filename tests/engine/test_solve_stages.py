@@ -194,7 +194,7 @@ def test_realnet_no_tangles(realnet):
 
 
 def test_realnet_jitter_reduced_85_percent(realnet):
-    assert realnet[2].jitter_reduction >= 0.85 - (0.005 if realnet[2].fps < 40 else 0.0)
+    assert realnet[2].jitter_reduction >= 0.85
 
 
 def test_realnet_stance_feet_slide_median_and_depth(realnet):
