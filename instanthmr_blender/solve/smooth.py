@@ -151,8 +151,6 @@ DEPTH_SCALE = 2.0
 ROOT_DEPTH_SCALE = 4.0
 # Depth's speed estimate is mostly noise: its speed response (beta) is divided by this.
 DEPTH_BETA_SCALE = 3.0
-# The image position's speed response is divided by this (1: as the group settings say).
-RAY_BETA_SCALE = 2.0
 # Outlier rejection before smoothing: a sample further than this many median absolute deviations from the
 # median of its +-HAMPEL_SECONDS window is replaced by that median.
 HAMPEL_SECONDS = 0.1
@@ -160,16 +158,25 @@ HAMPEL_MULTIPLE = 4.0
 
 
 def reject_outliers(signal: np.ndarray, fps: float, seconds: float = HAMPEL_SECONDS, multiple: float = HAMPEL_MULTIPLE):
-    """Hampel filter along axis 0: (F, ...) -> (F, ...) float64 with samples further than `multiple` scaled
-    median absolute deviations from their window median replaced by it. NaN stays NaN (and is ignored)."""
+    """Hampel filter along axis 0 around the local trend: (F, ...) -> (F, ...) float64.
+
+    In each +-seconds window the trend is the robust slope (median of the symmetric differences) through the
+    sample; a sample further than `multiple` scaled median absolute deviations from the window's detrended
+    median is replaced by that median, so a spike on a fast-moving keypoint is caught as well as on a still
+    one. NaN stays NaN (and is ignored)."""
     x = np.asarray(signal, dtype=np.float64)
     radius = max(1, int(round(seconds * fps)))
     if x.shape[0] < 2 * radius + 1:
         return x.copy()
-    padded = np.concatenate([np.full((radius,) + x.shape[1:], np.nan), x, np.full((radius,) + x.shape[1:], np.nan)])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=0)  # (F, ..., W)
-    median = _window_median(windows)
-    spread = 1.4826 * _window_median(np.abs(windows - median[..., None]))
+    pad = np.full((radius,) + x.shape[1:], np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([pad, x, pad]), 2 * radius + 1, axis=0)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    steps = np.arange(1, radius + 1)
+    slopes = (windows[..., radius + steps] - windows[..., radius - steps]) / (2.0 * steps)
+    slope = np.nan_to_num(_window_median(slopes), nan=0.0)
+    detrended = windows - slope[..., None] * offsets
+    median = _window_median(detrended)
+    spread = 1.4826 * _window_median(np.abs(detrended - median[..., None]))
     outlier = np.abs(x - median) > multiple * np.maximum(spread, 1e-6)
     return np.where(outlier & np.isfinite(median), median, x)
 
@@ -216,7 +223,7 @@ def smooth_camera_keypoints(
     root_params = params["root"]
     cutoffs = np.concatenate([np.repeat(min_cutoff, 2), min_cutoff / DEPTH_SCALE,
                               [root_params.min_cutoff / ROOT_DEPTH_SCALE]])  # fmt: skip
-    betas = np.concatenate([np.repeat(beta, 2) * max(distance, 0.1) / RAY_BETA_SCALE, beta / DEPTH_BETA_SCALE,
+    betas = np.concatenate([np.repeat(beta, 2) * max(distance, 0.1), beta / DEPTH_BETA_SCALE,
                             [root_params.beta / DEPTH_BETA_SCALE]])  # fmt: skip
     d_cutoffs = np.concatenate([np.repeat(d_cutoff, 2), d_cutoff, [root_params.d_cutoff]])
     channels = run(channels, fps, cutoffs, betas, d_cutoffs)
