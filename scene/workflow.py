@@ -39,7 +39,9 @@ def solve(take, take_name: str, options: SolveOptions):
     """The engine's solve (no Blender data touched: safe in a worker thread)."""
     solution = solve_take(take, options)
     if not solution.persons:
-        raise ValueError(f"take {take_name!r} has nobody to build: no tracked person shows hips and neck")
+        raise ValueError(
+            f"take {take_name!r} has nobody to build: no tracked person shows both hips and the shoulders or neck"
+        )
     return solution
 
 

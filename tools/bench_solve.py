@@ -220,7 +220,8 @@ def timings_table(timings: list[SolveTiming]) -> str:
     ]
     for t in timings:
         lines.append(
-            f"| {t.fps:.4g} | {t.frames} | {'on' if t.clean else 'off'} | {t.smoothing} | {'on' if t.foot_lock else 'off'} "
+            f"| {t.fps:.4g} | {t.frames} | {'on' if t.clean else 'off'} | {t.smoothing} "
+            f"| {'on' if t.foot_lock else 'off'} "
             f"| {t.best_seconds:.2f} | {t.median_seconds:.2f} | {t.frames_per_second:.0f} "
             f"| {1000 * t.best_seconds / t.frames:.2f} |"
         )

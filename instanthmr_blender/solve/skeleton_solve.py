@@ -208,7 +208,9 @@ def build_rest(
     neck = kp[:, MHR70_INDEX["neck"]]
     torso_length = _median_distance(hips_mid, neck)
     if not np.isfinite(torso_length):
-        raise SolveError("the track never shows both hips and the neck: the body cannot be solved")
+        raise SolveError(
+            "the track never shows both hips together with the neck or both shoulders: the body cannot be solved"
+        )
     lengths[0] = torso_length / 3.0
     spine_lower = hips_mid + lengths[0] * pelvis_frames[:, :, 1]
     spine_reach = np.linalg.norm(neck - spine_lower, axis=-1)
