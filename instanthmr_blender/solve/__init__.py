@@ -156,7 +156,10 @@ def _finish(
         lengths = rest.lengths
         thighs = (lengths[BONE_INDEX["thigh.L"]], lengths[BONE_INDEX["thigh.R"]])
         shins = (lengths[BONE_INDEX["shin.L"]], lengths[BONE_INDEX["shin.R"]])
-        world = contacts.lock_feet(world, found, thighs, shins, fps, support=support)
+        feet = tuple(
+            np.array([lengths[BONE_INDEX[f"{bone}.{side}"]] for bone in ("foot", "toe_small", "heel")]) for side in "LR"
+        )
+        world = contacts.lock_feet(world, found, thighs, shins, fps, support=support, foot_lengths=feet)
     quats, root_location, keyed, root_keyed = solve_pose(
         rest, world, spine["spine_lengths"], options.gap_frames(fps), fps
     )

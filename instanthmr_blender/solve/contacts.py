@@ -221,6 +221,7 @@ def lock_feet(
     blend_seconds: float = 0.15,
     *,
     support: float | None = None,
+    foot_lengths: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Hold planted feet still on their support and re-solve the knees.
 
@@ -232,7 +233,9 @@ def lock_feet(
     the knee is placed by two-bone IK (hip fixed, thigh and shin at their rest lengths) in the leg's original
     bend plane. support: the person's support height (world z, metres), or None: then a held foot stays at
     its mean height; with it the held foot's lowest point stands exactly on the support and no foot point of
-    any frame sinks below it (the foot is lifted). Returns a new (F, 70, 3) array.
+    any frame sinks below it (the foot is lifted). foot_lengths: per side (left, right) the rig's (3,) ankle to
+    big toe, small toe and heel lengths: a held foot is given exactly these, so the rig's foot lands on the
+    held points (and on the support) instead of overshooting them. Returns a new (F, 70, 3) array.
     """
     out = np.array(keypoints_world, dtype=np.float64, copy=True)
     count = out.shape[0]
@@ -248,6 +251,12 @@ def lock_feet(
             seen = np.all(np.isfinite(segment), axis=-1)
             anchor = np.where(seen[..., None], segment, 0.0).sum(axis=0) / np.maximum(seen.sum(axis=0), 1)[:, None]
             anchor[~seen.any(axis=0)] = np.nan  # (4, 3): a foot point never seen in this contact stays free
+            if foot_lengths is not None:
+                toes = anchor[1:] - anchor[0]
+                distance = np.linalg.norm(toes, axis=-1, keepdims=True)
+                wanted = np.asarray(foot_lengths[column], dtype=np.float64)[:, None]
+                scale = wanted / np.where(distance > 1e-9, distance, np.nan)
+                anchor[1:] = np.where(np.isfinite(scale), anchor[0] + toes * scale, anchor[1:])
             if support is not None and np.isfinite(anchor[:, 2]).any():
                 anchor[:, 2] += support - np.nanmin(anchor[:, 2])  # standing on the support, not in or above it
             ramp_in = np.arange(max(0, start - blend), start)
