@@ -86,10 +86,10 @@ def fill_people(settings, take, keep: set[int] | None = None) -> None:
 
 def fill_people_quality(settings, solution) -> None:
     """Show each solved person's quality report (quality.PersonQuality.summary) in the panel's people list."""
-    reports = {person.track_id: person.quality for person in solution.persons if person.quality is not None}
+    reports = {person.track_id: person.quality.summary() for person in solution.persons if person.quality}
+    reports.update({track_id: f"not solved: {why}" for track_id, why in solution.skipped})
     for item in settings.people:
-        report = reports.get(item.track_id)
-        item.quality = report.summary() if report is not None else ""
+        item.quality = reports.get(item.track_id, "")
 
 
 def mesh_options(prefs, model_dir: Path, *, module_path: str | None = None, python: str | None = None,
