@@ -116,8 +116,16 @@ def _remove_blender_tempdir() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _main_interruptible() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt:  # Ctrl-C while Blender or the extension was still starting (headless handles the rest)
+        print("capture: interrupted (Ctrl-C): nothing was written", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    status = main()
+    status = _main_interruptible()
     sys.stdout.flush()
     sys.stderr.flush()
     # bpy can hang at interpreter exit (after Rigify, for instance): leave with the real status right away,

@@ -234,7 +234,7 @@ def _capture(args, clip: str, prefs):
         take = capture(settings, progress=_ProgressPrinter(), log=lambda line: _print(f"capture: {line}"),
                        summary=summaries.append)
     except KeyboardInterrupt:
-        raise Interrupted("interrupted (Ctrl-C) during the capture: nothing was written") from None
+        raise Interrupted("stopped during the capture: nothing was written") from None
     _print(f"capture: {_people(take.num_tracks)} tracked over {take.num_frames} frames "
            f"in {time.monotonic() - started:.1f} s")
     summary = summaries[0]
@@ -306,6 +306,8 @@ def check_output(option: str, path: Path) -> Path:
 def _blend_output(args, name: str) -> Path:
     if args.out is None:
         return check_output("--out", Path.cwd() / f"{name}.blend")
+    if Path(args.out).is_dir():
+        check_output("--out", Path(args.out))  # names the folder
     if Path(args.out).suffix.lower() != ".blend":
         raise UsageError(f"--out {args.out}: the output is a Blender file: give a name ending in .blend "
                          f"(e.g. {Path(args.out).with_suffix('.blend').name})")
@@ -369,8 +371,11 @@ def _save_blend(out: Path) -> None:
 def _export(args, rigs, path: Path) -> list[Path]:
     """One --export, written into a temporary folder beside it and renamed into place once complete, so an
     interrupted or failed export leaves no half-written file (glTF's .bin keeps the final name)."""
-    staging = Path(tempfile.mkdtemp(prefix=".instanthmr-export-", dir=path.parent))
+    # Named before it exists, so a Ctrl-C at any point (even inside the mkdir) still has it removed below.
+    staging = path.parent / f".{path.name}.instanthmr-export-{os.getpid()}"
     try:
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run killed outright
+        staging.mkdir()
         with _blender_output_held(rename=(str(staging), str(path.parent))):
             made = export_capture(bpy.context, rigs, str(staging / path.name), per_person=args.export_per_person)
         written = []
@@ -404,11 +409,12 @@ def _keep_take(take, name: str, saved: Path | None) -> Path | None:
         signal.signal(signal.SIGINT, previous)
 
 
-def _kept_message(kept: Path | None, out: Path) -> str:
+def _kept_message(kept: Path | None, out: Path, *, interrupted: bool = False) -> str:
     if kept is None:
         return "the capture could not be kept (no writable place for its take)"
-    return (f"the capture is kept in the take {kept}: once that is fixed, rebuild it without running the models "
-            f"with capture.py --take {kept} --out {out}")
+    when = "" if interrupted else "once that is fixed, "
+    return (f"the capture is kept in the take {kept}: {when}rebuild it without running the models with "
+            f"capture.py --take {kept} --out {out}")
 
 
 def _background_clip(args, clip: str | None, take) -> str | None:
@@ -471,9 +477,10 @@ def run(args) -> int:
         _build_and_write(args, take, name, clip, out, exports, mesh)
     except (Exception, KeyboardInterrupt) as error:
         # The take is the work: whatever failed after it exists, it is kept and named with how to rebuild.
-        kept = _kept_message(_keep_take(take, name, saved), out)
-        if _was_interrupted(error):
-            raise Interrupted(f"interrupted (Ctrl-C); {kept}") from None
+        interrupted = _was_interrupted(error)
+        kept = _kept_message(_keep_take(take, name, saved), out, interrupted=interrupted)
+        if interrupted:
+            raise Interrupted(f"{kept}") from None
         if isinstance(error, (UsageError, *INPUT_ERRORS)):
             raise UsageError(f"{error}; {kept}") from None
         if isinstance(error, OSError):
@@ -523,10 +530,10 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except Interrupted as exc:
-        _error(str(exc))
+        _interrupted(str(exc))
         return INTERRUPTED
     except KeyboardInterrupt:
-        _error("interrupted (Ctrl-C): nothing was written")
+        _interrupted("nothing was written")
         return INTERRUPTED
     except (UsageError, *INPUT_ERRORS) as exc:
         _error(str(exc))
@@ -534,6 +541,10 @@ def main(argv: list[str]) -> int:
     except (OutputError, CaptureError, SolveError, ValueError, OSError) as exc:
         _error(str(exc))
         return 1
+
+
+def _interrupted(message: str) -> None:
+    print(f"capture: interrupted (Ctrl-C): {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
 def _error(message: str) -> None:

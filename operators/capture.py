@@ -89,9 +89,10 @@ class CaptureJob(WorkerJob):
         except (TakeError, OSError) as error:
             if self.fallback_take_path is None or self.fallback_take_path == self.take_path:
                 raise
-            reason = error.strerror if isinstance(error, OSError) else str(error)
+            reason = (f"could not save the take to {self.take_path} ({error.strerror or error})"
+                      if isinstance(error, OSError) else str(error).split(": check")[0])
             saved = save_take(self.take, self.fallback_take_path)
-            self.warnings.append(f"{reason}; the take was saved to {saved} instead")
+            self.warnings.append(f"{reason}: saved it to {saved} instead")
             return saved
 
     def _on_progress(self, progress: Progress) -> None:

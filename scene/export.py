@@ -4,6 +4,8 @@ from pathlib import Path
 
 import bpy
 
+from ..instanthmr_blender.output_paths import output_problem
+
 FORMATS = {".bvh": "BVH", ".fbx": "FBX", ".glb": "GLB", ".gltf": "GLTF"}
 
 
@@ -67,7 +69,9 @@ def export_capture(context, rigs: list, path: str, *, per_person: bool = False) 
         raise ExportError("nothing to export: the capture has no rig")
     target = Path(bpy.path.abspath(path))
     fmt = export_format(str(target))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    problem = output_problem(target, create_folder=True)
+    if problem is not None:
+        raise ExportError(f"{target}: {problem}")
     previous_selection = [obj for obj in context.view_layer.objects if obj.select_get()]
     previous_active = context.view_layer.objects.active
     written = []

@@ -13,7 +13,8 @@ def test_a_file_in_a_writable_folder_is_fine_and_nothing_is_left_behind(tmp_path
 def test_a_folder_and_a_missing_folder_are_named(tmp_path):
     assert output_problem(tmp_path) == "is a folder: give a file name in it"
     missing = tmp_path / "nope" / "out.blend"
-    assert output_problem(missing) == f"the folder {tmp_path / 'nope'} does not exist: create it first, or choose another place"
+    expected = f"the folder {tmp_path / 'nope'} does not exist: create it first, or choose another place"
+    assert output_problem(missing) == expected
     assert not (tmp_path / "nope").exists()
     (tmp_path / "file").write_text("x")
     assert "is not a folder" in output_problem(tmp_path / "file" / "out.blend")
