@@ -66,6 +66,9 @@ class CaptureJob(WorkerJob):
             for summary in summaries:
                 self.warnings += [line for line in (summary.truncation_message(),
                                                     summary.short_tracks_message(MIN_TRACK_LENGTH_SETTING)) if line]
+                if self.take.num_tracks == 0 and summary.short_tracks_dropped:
+                    # People were seen: say why none is left, rather than "nobody was detected".
+                    raise ValueError(f"Nobody to build: {summary.short_tracks_message(MIN_TRACK_LENGTH_SETTING)}")
             self.saved = self._save_take()
             name = take_name_from_path(self.settings.source)
             self.solution = workflow.solve(self.take, name, self.solve_options)
@@ -77,7 +80,7 @@ class CaptureJob(WorkerJob):
             self.error = " ".join((str(exc) or type(exc).__name__).split())
             if self.saved is not None:
                 self.error += f" (the take is saved at {self.saved})"
-            elif self.warnings:
+            elif self.warnings and not self.error.startswith("Nobody to build"):
                 self.error += f" ({'; '.join(self.warnings)})"
 
     def _save_take(self) -> Path:

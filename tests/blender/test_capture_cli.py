@@ -144,7 +144,7 @@ def test_single_image_and_short_range_capture_with_the_defaults(models, fixtures
     assert report["frame_range"] == [101, 104] and len(report["rigs"]) == 2
 
 
-def test_cut_off_video_warns_and_its_take_finds_the_clip_from_anywhere(models, fixtures_dir, tmp_path):
+def test_cut_off_video_warns_and_its_take_finds_the_clip_from_anywhere(addon, models, fixtures_dir, tmp_path):
     """A copy with only the first 30% of the bytes: the header still says 230 frames, 60 are readable."""
     data = (fixtures_dir / "video" / "two_people_walking.mp4").read_bytes()
     clips, takes, elsewhere = tmp_path / "clips", tmp_path / "takes", tmp_path / "elsewhere"
@@ -161,11 +161,21 @@ def test_cut_off_video_warns_and_its_take_finds_the_clip_from_anywhere(models, f
     report = inspect_blend(tmp_path / "cut.blend", tmp_path)
     assert report["frame_range"] == [1, 60] and report["background"] == 1  # the scene covers what was captured
 
-    # Re-solved from another folder: the take holds the clip's absolute path, so the background is found.
-    again = run_capture(installed_capture_script(), "--take", str(takes / "cut.npz"), "--out",
+    # Re-solved from another folder: the take holds the clip's absolute path, so the background is found. The
+    # second person's neck made unusable: the solve leaves them out, and says who and why.
+    take_module = sys.modules[addon.__name__ + ".instanthmr_blender.take"]
+    neck = sys.modules[addon.__name__ + ".instanthmr_blender.skeleton"].MHR70_INDEX["neck"]
+    take = take_module.load_take(takes / "cut.npz")
+    take.joints_cam[1, :, neck] = np.nan
+    take_module.save_take(take, takes / "neckless.npz")
+    again = run_capture(installed_capture_script(), "--take", str(takes / "neckless.npz"), "--out",
                         str(tmp_path / "again.blend"), python=sys.executable, cwd=elsewhere)
-    assert again.returncode == 0 and "warning" not in again.stdout, again.stdout + again.stderr
-    assert inspect_blend(tmp_path / "again.blend", tmp_path)["background"] == 1
+    assert again.returncode == 0, again.stdout + again.stderr
+    warnings = [line for line in again.stdout.splitlines() if "warning" in line]
+    assert warnings == ["capture: warning: cut.person01 left out: the track never shows both hips and the neck: "
+                        "the body cannot be solved"]
+    report = inspect_blend(tmp_path / "again.blend", tmp_path)
+    assert report["background"] == 1 and report["rigs"] == ["cut.person00"]
     # Take and clip moved together: found next to the take. The clip gone: a warning, no background.
     for name in ("cut.mp4", "cut.npz"):
         shutil.move(str((clips if name.endswith("mp4") else takes) / name), elsewhere / name)

@@ -186,6 +186,20 @@ def test_rebuild_from_take_applies_new_settings_without_models(capture_ops, fixt
     assert len(first) == len(rigs[0].pose.bones)
     with pytest.raises(RuntimeError, match="missing.npz"):
         bpy.ops.instanthmr.rebuild_from_take(filepath=str(tmp_path / "missing.npz"))
+    # A person the solve cannot use, and a clip that is gone: both named, the others rebuilt.
+    take_module = sys.modules[ADDON_MODULE + ".instanthmr_blender.take"]
+    neck = sys.modules[ADDON_MODULE + ".instanthmr_blender.skeleton"].MHR70_INDEX["neck"]
+    take = take_module.load_take(settings.take_path)
+    take.joints_cam[1, :, neck] = np.nan
+    take.source = str(tmp_path / "gone.mp4")
+    take_module.save_take(take, tmp_path / "neckless.npz")
+    rebuild = sys.modules[ADDON_MODULE + ".operators.take"].rebuild_from_take
+    built, warnings = rebuild(bpy.context, str(tmp_path / "neckless.npz"))
+    assert len(built.rigs) == 1
+    assert warnings == [f"the take's clip {tmp_path / 'gone.mp4'} was not found (nor next to the take): the camera "
+                        "has no background",
+                        "gone.person01 left out: the track never shows both hips and the neck: the body "
+                        "cannot be solved"]
 
 
 def test_export_operator_writes_the_files(capture_ops, fixtures_dir, tmp_path):
