@@ -2,7 +2,7 @@
 with the `bpy` module (the dev venv). Works from a source checkout and from the installed extension.
 
 This file only finds or registers the extension, then hands over to its `headless.main()`; `--help` lists the
-options. Exit status: 0 on success, 1 on a capture failure, 2 on bad input or missing model files.
+options. Exit status: 0 on success, 1 on a capture failure, 2 on bad input or missing model files, 130 on Ctrl-C.
 """
 
 import os

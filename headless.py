@@ -2,7 +2,7 @@
 load a take), solve, build the scene, save the .blend and export.
 
 Runs inside Blender (capture.py enables the add-on first), prints text progress, and returns an exit status
-instead of raising: 0 success, 1 a capture or processing failure, 2 bad input or missing model files.
+instead of raising: 0 success, 1 a capture or processing failure, 2 bad input or missing model files, 130 Ctrl-C.
 """
 
 import argparse
@@ -315,9 +315,11 @@ def _blend_output(args, name: str) -> Path:
 
 
 def _blender_message(error: Exception, path: Path) -> str:
-    """Blender's error text as one line, without its `Error:` prefix or the temporary `file.blend@` it writes."""
-    text = " ".join(str(error).split()).removeprefix("Error: ")
-    return re.sub(r"\S*\.blend@", str(path), text)
+    """Blender's error text as one line, without its `Error:` prefix, the temporary `file.blend@` it writes, or
+    the traceback a failing Python operator (an exporter) carries: only its last line, the error itself."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[-1] if any("Traceback" in line for line in lines) else " ".join(lines)
+    return re.sub(r"\S*\.blend@", str(path), text.removeprefix("Error: "))
 
 
 @contextmanager
@@ -388,9 +390,10 @@ def _export(args, rigs, path: Path) -> list[Path]:
     except RuntimeError as error:
         if _was_interrupted(error):
             raise KeyboardInterrupt from None
-        raise OutputError(f"could not export {path} ({_blender_message(error, path)})") from None
+        reason = _blender_message(error, path).replace(str(staging), str(path.parent))
+        raise OutputError(f"could not export {path} ({reason})") from None
     except OSError as error:
-        raise OutputError(f"could not export {path} ({error.strerror or error})") from None
+        raise OutputError(f"could not export {path} ({error.strerror or 'error'})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
