@@ -51,6 +51,7 @@ set +e
 "$venv/bin/python" -m pip install --disable-pip-version-check --no-cache-dir --progress-bar off -r "$req" 2>&1 \
   | grep --line-buffered -E '^(Collecting|  Downloading|Installing collected|Successfully installed|ERROR)' \
   | sed -u -e 's/ (from .*)$//' -e 's/^ *Downloading \([^ ]*\) (\(.*\))$/  downloading \1 (\2)/' \
+         -e 's/^Installing collected packages: /unpacking and installing (the longest step, quiet until done): /' \
          -e 's/^/setup_venv:   /' >&2
 status=${PIPESTATUS[0]}
 set -e
