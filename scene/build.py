@@ -85,7 +85,6 @@ def build_capture(context, take, solution, take_name: str, *, background: str | 
         if person.quality is not None:
             result.quality_lines.append(f"person {person.track_id}: {person.quality.summary()}")
         result.rigs.append(rig)
-    result.quality_lines += [f"person {track_id} not solved: {why}" for track_id, why in solution.skipped]
     if getattr(solution, "floor", None) is not None:
         result.quality_lines += [f"take: {solution.quality_summary()}", solution.floor.describe()]
     return result
