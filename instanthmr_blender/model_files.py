@@ -1,8 +1,9 @@
 """The user's model folder and verified, resumable downloads of the model files into it.
 
-Integrity: a file whose publisher gives a SHA-256 is checked against it. Where the publisher gives none
-(InstantHMR, the MHR assets), the SHA-256 of the first completed download is recorded in `hashes.json`
-beside the models ("trust on first use"), and later downloads and `ModelFolder.verify` must match it.
+The InstantHMR files come from the registry (`model_registry.json`); the detectors and the MHR assets are listed
+here. Integrity: a file whose SHA-256 is known (published, or pinned in the registry) is checked against it. Where
+none is known (most InstantHMR files, the MHR assets), the SHA-256 of the first completed download is recorded in
+`hashes.json` beside the models ("trust on first use"), and later downloads and `ModelFolder.verify` must match it.
 Network access happens only in `download`, only when the caller says it is allowed, with urllib only.
 """
 
@@ -20,6 +21,8 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from .model_registry import HMRModel, registry
 
 HASHES_FILE = "hashes.json"
 PART_SUFFIX = ".part"
@@ -39,20 +42,27 @@ class ModelSpec:
     size_hint: int | None
     licence: str
     description: str
+    licence_url: str | None = None
+
+
+def _hmr_spec(model: HMRModel) -> ModelSpec:
+    fit = "" if model.fit == 0 else f", kinematic fit on {model.fit} crop{'s' if model.fit > 1 else ''} per person"
+    return ModelSpec(
+        name=model.name,
+        filename=model.file,
+        url=model.url,
+        sha256=model.sha256,  # pinned where the registry knows it; else trust on first use
+        size_hint=model.bytes,
+        licence=model.licence.text,
+        description=f"InstantHMR {model.release} {model.label} ({model.backbone}{fit})",
+        licence_url=model.licence.url,
+    )
 
 
 KNOWN_MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec(
-            name="instanthmr",
-            filename="instanthmr.onnx",
-            url="https://huggingface.co/momolesang/InstantHMR/resolve/main/instanthmr.onnx",
-            sha256=None,  # the model card publishes no hash
-            size_hint=77_000_000,  # "~77 MB" on the model card
-            licence="SAM License (download it yourself; it is not redistributed with the add-on)",
-            description="InstantHMR body regressor (fp16 ONNX): 3D keypoints and MHR parameters per person",
-        ),
+        *(_hmr_spec(model) for model in registry().models),
         ModelSpec(
             name="rfdetr-nano",
             filename="rfdetr-nano.onnx",
