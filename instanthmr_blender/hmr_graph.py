@@ -137,7 +137,8 @@ def _parse_size(value: str) -> int:
 def _crop_input(inputs: list) -> tuple[str, str, bool, list]:
     crops = [arg for arg in inputs if len(_dims(arg)) == 4]
     if len(crops) != 1:
-        raise _Refused(f"{len(crops)} four-dimensional crop inputs, expected one")
+        raise _Refused(f"it has {len(crops)} four-dimensional crop inputs, expected one (two crops per person, "
+                       "as a fit-2 layout may take, are not supported)")
     arg = crops[0]
     dtype = dtype_name(arg.type)
     if dtype not in IMAGE_DTYPES:

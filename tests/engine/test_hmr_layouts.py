@@ -215,14 +215,16 @@ REFUSED = {
     "a second crop input (two-crop fit)": (
         {"image_dtype": "uint8", "metadata": {"cliff_focal": "true"},
          "extra_inputs": [("image_2", "uint8", ["N", 3, 224, 224])]},
-        "2 four-dimensional crop inputs, expected one", "image_2 uint8[N,3,224,224]", "cliff_focal=true"),
+        "it has 2 four-dimensional crop inputs, expected one (two crops per person", "image_2 uint8[N,3,224,224]",
+        "cliff_focal=true"),
     "two crops per person in one input": (
         {"image_dtype": "uint8", "metadata": {"cliff_focal": "true"}, "image_input_shape": ["N", 2, 3, 224, 224]},
-        "0 four-dimensional crop inputs, expected one", "image uint8[N,2,3,224,224]", "cliff_focal=true"),
+        "it has 0 four-dimensional crop inputs, expected one", "image uint8[N,2,3,224,224]", "cliff_focal=true"),
     "no joints_3d (MHR-only export)": (
         {"with_joints_3d": False, "metadata": {"cliff_focal": "true", "arch": "mhr_only"}},
         "it has no joints_3d output (an MHR-only export: its 70 keypoints would have to come from the MHR body "
-        "model, which the capture does not run)", "joints_2d float32[N,70,2], crop_mean", "arch=mhr_only, cliff_focal=true"),
+        "model, which the capture does not run)", "joints_2d float32[N,70,2], crop_mean",
+        "arch=mhr_only, cliff_focal=true"),
     "an unreadable cliff_focal": (
         {"metadata": {"cliff_focal": "yes please"}}, "metadata cliff_focal='yes please' is neither true nor false",
         "cliff_cond float32[N,3]", "cliff_focal=yes please"),
