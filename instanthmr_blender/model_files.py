@@ -100,6 +100,14 @@ class ModelDownloadError(RuntimeError):
     """A model file could not be fetched or verified; the message names the file, URL and what to do."""
 
 
+class ModelUnreachable(ModelDownloadError):
+    """The server could not be reached at all (no network, DNS, timeout): `reason` says why, in a few words."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class DownloadCancelled(ModelDownloadError):
     """The caller cancelled; the partial `.part` file is kept so the next download resumes."""
 
@@ -334,9 +342,10 @@ def _open(spec: ModelSpec, offset: int, timeout: float):
         reason = getattr(error, "reason", None) or error
         if isinstance(reason, socket.timeout | TimeoutError):
             reason = f"no answer within {timeout:g} s"
-        raise ModelDownloadError(
+        raise ModelUnreachable(
             f"could not reach {spec.url} ({reason}): check the internet connection, or download the file "
-            f"by hand and save it as `{spec.filename}` in the model folder"
+            f"by hand and save it as `{spec.filename}` in the model folder",
+            str(reason),
         ) from None
 
 
@@ -353,3 +362,46 @@ def _interrupted(spec: ModelSpec, done: int, total: int | None, why) -> ModelDow
         f"the download of `{spec.filename}` from {spec.url} was interrupted after {done}{of_total} bytes "
         f"({why}); download again to resume it"
     )
+
+
+def fetch_instructions(wanted: Iterable[tuple[ModelSpec, Path]]) -> str:
+    """`URL saved as /abs/path/file (...rename it); ...`: how to fetch the files by hand, one clause each."""
+    clauses = []
+    for spec, destination in wanted:
+        published = spec.url.rsplit("/", 1)[-1]
+        rename = f" (it is called {published} there: rename it)" if published != destination.name else ""
+        clauses.append(f"{spec.url} saved as {Path(os.path.abspath(destination))}{rename}")
+    return "; ".join(clauses)
+
+
+def download_missing(
+    wanted: Iterable[tuple[ModelSpec, Path]],
+    *,
+    progress: Callable[[ModelSpec, int, int | None], None] | None = None,
+    timeout: float = 30,
+) -> list[Path]:
+    """Download every (spec, destination) whose destination file is missing, into the destination's folder (the
+    caller's explicit consent to go online); returns the files downloaded, verified as `download` does.
+
+    When a server cannot be reached, the ModelUnreachable raised says in one line which files are still missing,
+    where to fetch each and where to put it (real absolute paths, the published name when it differs)."""
+    wanted = [(spec, Path(destination)) for spec, destination in wanted]
+    fetched = []
+    for index, (spec, destination) in enumerate(wanted):
+        if destination.is_file() and destination.stat().st_size > 0:
+            continue
+        if destination.name != spec.filename:
+            raise ModelDownloadError(f"`{destination}` is not where `{spec.name}` downloads to ({spec.filename})")
+        try:
+            fetched.append(download(
+                spec, destination.parent, allow_network=True, timeout=timeout,
+                progress=None if progress is None else (lambda done, total, spec=spec: progress(spec, done, total)),
+            ))
+        except ModelUnreachable as error:
+            missing = [(s, d) for s, d in wanted[index:] if not (d.is_file() and d.stat().st_size > 0)]
+            raise ModelUnreachable(
+                f"could not download the model files ({error.reason}); without network, fetch them by hand: "
+                f"{fetch_instructions(missing)}; then run again",
+                error.reason,
+            ) from None
+    return fetched
