@@ -11,7 +11,8 @@ GB), and pip keeps no cache.
 
     python tools/blender_matrix.py                   # 4.5 LTS (what CI always runs)
     python tools/blender_matrix.py --all             # 4.2 LTS, 4.5 LTS, 5.0 and 5.2 (Python 3.13)
-    python tools/blender_matrix.py 5.0.1 -- -k wheels  # extra pytest arguments after --
+    python tools/blender_matrix.py 5.0 -- -k wheels    # extra pytest arguments after --
+    python tools/blender_matrix.py 4.5 -- tests/blender/test_capture_cli.py   # only that file
 """
 
 from __future__ import annotations
@@ -147,10 +148,12 @@ def run_line(name: str, pytest_args: list[str]) -> tuple[str, int, float]:
     basetemp = Path(tempfile.mkdtemp(prefix=f"instanthmr-pytest-{name}-"))
     own_basetemp = not any(arg.startswith("--basetemp") for arg in pytest_args)
     extra = [f"--basetemp={basetemp}"] if own_basetemp else []
+    # Test files or node ids among the arguments select what runs; otherwise the whole tier.
+    chosen = [arg for arg in pytest_args if not arg.startswith("-") and "tests/blender" in arg.replace("\\", "/")]
+    target = [] if chosen else [str(ROOT / "tests" / "blender")]
     try:
         status = subprocess.run(
-            [str(python), "-m", "pytest", "-p", "no:cacheprovider", *extra, str(ROOT / "tests" / "blender"),
-             *pytest_args],
+            [str(python), "-m", "pytest", "-p", "no:cacheprovider", *extra, *target, *pytest_args],
             cwd=ROOT, env=env,
         ).returncode
     finally:
