@@ -20,6 +20,7 @@ from ..instanthmr_blender.take import TakeError, save_take
 from ..scene import naming, workflow
 from ..scene.build import take_name_from_path
 from ..ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_folder, model_path
+from ..ui.properties import lens_settings
 from .worker import WorkerJob
 
 if TYPE_CHECKING:
@@ -154,6 +155,7 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
         min_track_length=scene_settings.min_track_length,
         device=device or "auto",
         threads=prefs.threads,
+        **lens_settings(scene_settings),
     )
     take_path = (Path(bpy.path.abspath(scene_settings.take_path)) if scene_settings.take_path
                  else workflow.default_take_path(clip, ADDON_PACKAGE))

@@ -6,7 +6,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import armature, camera, naming, quality
+from . import armature, camera, naming, provenance, quality
 
 
 @dataclass
@@ -79,6 +79,7 @@ def build_capture(context, take, solution, take_name: str, *, background: str | 
                                       collection)
         rig[naming.PROP_TAKE] = take_name
         rig[naming.PROP_TRACK_ID] = int(person.track_id)
+        provenance.write_model_provenance(rig, take.model_info)
         armature.write_motion(rig, naming.action_name(take_name, person.track_id), person, scene_frames(person.frames))
         quality.write_quality_properties(rig, person)
         quality.add_repair_markers(scene, take_name, person, frame_offset=int(scene_frames([0])[0]))

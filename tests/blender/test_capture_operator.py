@@ -274,3 +274,23 @@ def test_a_cut_off_video_and_a_take_folder_lost_at_the_end_are_reported_not_lost
     scene = bpy.context.scene
     assert (scene.frame_start, scene.frame_end) == (1, 60)
     assert scene.camera.data.background_images[0].clip is not None
+
+
+def test_the_panels_lens_and_the_chosen_model_reach_the_capture_settings(capture_ops, fixtures_dir, tmp_path, models):
+    settings = set_clip(fixtures_dir, tmp_path)
+    built, _ = capture_ops.capture_settings(bpy.context)
+    assert (built.focal_px, built.lens_mm, built.hmr_model) == (None, None, str(models / "instanthmr.onnx"))
+    settings.lens_mode, settings.lens_mm, settings.sensor_width_mm = "mm", 26.0, 36.0
+    built, _ = capture_ops.capture_settings(bpy.context)
+    assert (built.lens_mm, built.sensor_width_mm, built.focal_px) == (26.0, 36.0, None)
+    settings.lens_mode, settings.focal_px = "px", 1234.5
+    built, _ = capture_ops.capture_settings(bpy.context)
+    assert (built.focal_px, built.lens_mm) == (1234.5, None)
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    prefs.hmr_size, prefs.hmr_fit = "small", "1"
+    try:
+        with pytest.raises(capture_ops.CaptureInputError, match="instanthmr-small-fit1.onnx"):
+            capture_ops.capture_settings(bpy.context)  # not in the model folder: named before anything starts
+    finally:
+        prefs.hmr_size, prefs.hmr_fit = "first_release", "0"
+        settings.lens_mode = "model"
