@@ -280,7 +280,7 @@ def test_protocol_round_trips_arrays_exactly_and_rejects_garbage():
     assert mesh_worker.read_message(stream) == ({"op": "close", "arrays": 0}, [])
     with pytest.raises(EOFError):
         mesh_worker.read_message(stream)
-    with pytest.raises(ValueError, match="not a mesh-worker message"):
+    with pytest.raises(ValueError, match="not a worker message"):
         mesh_worker.read_message(io.BytesIO(b"Traceback (most recent call last):\n"))
     truncated = io.BytesIO()
     mesh_worker.write_message(truncated, {"op": "echo"}, ARRAYS[:2])
