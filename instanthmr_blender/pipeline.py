@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from .detector import Detections, OnnxRFDETR, PersonDetector, TorchRFDETR
 from .frames import FrameSourceError, open_source
 from .hmr import InstantHMR, implicit_camera
 from .runtime import ModelError
+from .sam3d import BACKENDS, Sam3DBody, Sam3DSettings
 from .take import Take, TakeBuilder, TakeError
 from .tracking import PersonTracker, TrackerSettings, box_iou, keypoint_confidence
 
@@ -61,6 +62,9 @@ class CaptureSettings:
     device: str = "auto"
     threads: int = 0  # intra-op threads per model; 0 lets onnxruntime decide
     queue_frames: int = 8  # decoded frames buffered ahead of the models
+    backend: str = "instanthmr"  # the pose model: "instanthmr" (ONNX) | "sam3d" (SAM 3D Body in its own Python)
+    sam3d: Sam3DSettings = field(default_factory=Sam3DSettings)
+    focal_px: float | None = None  # a known focal length in pixels (SAM 3D Body's intrinsics); None: the default
 
     def check(self) -> None:
         """Raise CaptureError naming the first setting out of range."""
@@ -74,6 +78,8 @@ class CaptureSettings:
             ("det_confidence", 0.0 <= self.det_confidence < 1.0, "between 0 and 1"),
             ("queue_frames", self.queue_frames >= 1, "1 or more"),
             ("detector_backend", self.detector_backend in ("onnx", "torch"), '"onnx" or "torch"'),
+            ("backend", self.backend in BACKENDS, " or ".join(f'"{name}"' for name in BACKENDS)),
+            ("focal_px", self.focal_px is None or self.focal_px > 0, "a positive number of pixels"),
         ]
         for name, ok, wanted in rules:
             if not ok:
@@ -311,8 +317,11 @@ def run_capture(
         info = source.info
         frames_total = source.count(settings.start, settings.end, settings.step)
         image_size = (info.height, info.width)
-        focal, principal_point = implicit_camera(image_size)
-        builder = TakeBuilder(info.fps, image_size, focal, principal_point, source=info.path)
+        if isinstance(hmr, Sam3DBody):  # its camera is the take's: the intrinsics it was given
+            (focal, principal_point), model_info = hmr.camera(image_size), hmr.model_info
+        else:
+            (focal, principal_point), model_info = implicit_camera(image_size), {}
+        builder = TakeBuilder(info.fps, image_size, focal, principal_point, source=info.path, model_info=model_info)
         record = _Recorder(builder)
         hmr_clock = _StageClock()
         workers = _Workers(source, settings, detector)
@@ -404,7 +413,8 @@ def _process_frame(
         raise
     except Exception as error:
         raise CaptureError(
-            f"InstantHMR or tracking failed at source frame {frame.index}: {type(error).__name__}: {error}"
+            f"{getattr(hmr, 'label', 'InstantHMR')} or tracking failed at source frame {frame.index}: "
+            f"{type(error).__name__}: {error}"
         ) from error
 
 
@@ -420,8 +430,11 @@ def _raise_failure(failure: _Failure, path: str) -> None:
 
 def build_models(
     settings: CaptureSettings, log: Callable[[str], None] | None = None
-) -> tuple[PersonDetector, InstantHMR]:
-    """Load the detector and InstantHMR named by `settings` (ModelError if a file is missing or wrong)."""
+) -> tuple[PersonDetector, InstantHMR | Sam3DBody]:
+    """Load the detector and the pose model named by `settings` (ModelError if a file is missing or wrong).
+    SAM 3D Body is checked before the detector loads, and its worker is started last: the caller closes it."""
+    if settings.backend == "sam3d":
+        settings.sam3d.check()
     if settings.detector_backend == "torch":
         detector: PersonDetector = TorchRFDETR(
             settings.detector_variant,
@@ -441,8 +454,12 @@ def build_models(
             max_batch=settings.detector_batch,
             log=log,
         )
+    if settings.backend == "sam3d":
+        return detector, Sam3DBody(settings.sam3d, focal_px=settings.focal_px, log=log)
     if not settings.hmr_model:
         raise ModelError("no InstantHMR model chosen: set instanthmr.onnx in the preferences")
+    if settings.focal_px is not None:
+        raise ModelError("a known focal length (focal_px) is used by the SAM 3D Body backend only, for now")
     hmr = InstantHMR(
         settings.hmr_model,
         device=settings.device,
@@ -465,5 +482,13 @@ def capture(
     """Load the models named by `settings` and run the capture (see `run_capture`)."""
     settings.check()
     detector, hmr = build_models(settings, log=log)
-    return run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel)
+    if not isinstance(hmr, Sam3DBody):
+        return run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel)
+    try:
+        take = run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel)
+    finally:
+        hmr.close()  # the worker process goes whatever happened
+    if log is not None:
+        log(hmr.times.summary())
+    return take
 

@@ -173,3 +173,64 @@ def test_hanging_worker_times_out_and_is_stopped(fixtures_dir, tmp_path):
             model.predict(sam3d_setup.render_test_image(fixtures_dir), boxes)
         _one_line(error)
         assert model._worker._process.poll() is not None  # killed, not left running
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Through the capture pipeline: our detector and tracker, SAM 3D Body's poses, the take.
+
+
+def detector_boxes(fixtures_dir):
+    """The stand-in RF-DETR's fixed detections: the fixture boxes, normalised (cx, cy, w, h)."""
+    from tests.contract_models import DetectorBox
+
+    height, width = sam3d_setup.IMAGE_SIZE
+    boxes = []
+    for person in sam3d_setup.fixture_people(fixtures_dir):
+        x1, y1, x2, y2 = (float(v) for v in person["bbox"])
+        boxes.append(DetectorBox((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height))
+    return tuple(boxes)
+
+
+def test_capture_with_sam3d_gives_a_take_in_the_contract(checkpoint, fixtures_dir, tmp_path):
+    import cv2
+
+    from instanthmr_blender.pipeline import CaptureSettings, capture
+    from tests.contract_models import build_rfdetr_model
+
+    image = tmp_path / "people.png"
+    cv2.imwrite(str(image), cv2.cvtColor(sam3d_setup.render_test_image(fixtures_dir), cv2.COLOR_RGB2BGR))
+    detector = build_rfdetr_model(tmp_path / "rfdetr.onnx", resolution=48, boxes=detector_boxes(fixtures_dir))
+    settings = CaptureSettings(
+        source=str(image), detector_model=str(detector), max_persons=4, min_track_length=1, device="cpu",
+        threads=1, backend="sam3d", sam3d=settings_for(checkpoint), focal_px=sam3d_setup.FOCAL,
+    )  # fmt: skip
+    lines = []
+    take = capture(settings, log=lines.append)
+    assert take.num_tracks == 4 and take.num_frames == 1 and take.valid.all()
+    assert take.focal_length == pytest.approx(sam3d_setup.FOCAL)
+    assert take.principal_point == sam3d_setup.PRINCIPAL and take.image_size == sam3d_setup.IMAGE_SIZE
+    assert take.model_info["backend"] == "sam3d" and take.model_info["precision"] == "fp32"
+    assert any(line.startswith("SAM 3D Body per crop (4 crops): backbone") for line in lines)
+    people = sam3d_setup.fixture_people(fixtures_dir)
+    for track in range(4):
+        index = int(np.argmin([np.abs(p["bbox"] - take.bbox[track, 0]).max() for p in people]))
+        person = people[index]
+        np.testing.assert_allclose(take.joints_cam[track, 0], person["pred_keypoints_3d"] + person["pred_cam_t"],
+                                   atol=1e-6)
+        np.testing.assert_allclose(take.cam_trans[track, 0], person["pred_cam_t"], atol=1e-6)
+        np.testing.assert_allclose(take.joints_2d[track, 0], person["pred_keypoints_2d"], atol=1e-4)
+        np.testing.assert_allclose(take.mhr_params[track, 0], person["mhr_model_params"], atol=1e-6)
+        np.testing.assert_allclose(take.shape_params[track, 0], person["shape_params"], atol=1e-6)
+    assert sorted(int(np.argmin([np.abs(p["bbox"] - take.bbox[t, 0]).max() for p in people])) for t in range(4)) == [
+        0, 1, 2, 3]
+
+
+def test_capture_setup_problems_come_before_any_model_loads(fixtures_dir, tmp_path):
+    from instanthmr_blender.pipeline import CaptureError, CaptureSettings, capture
+
+    settings = CaptureSettings(source=str(tmp_path / "any.png"), backend="sam3d",
+                               sam3d=sam3d.Sam3DSettings(python=sys.executable, checkpoint=str(tmp_path)))
+    with pytest.raises(sam3d.Sam3DError, match="is not a SAM 3D Body checkpoint folder"):
+        capture(settings)  # no detector file given either: the SAM 3D Body check comes first
+    with pytest.raises(CaptureError, match='backend = .* must be "instanthmr" or "sam3d"'):
+        capture(CaptureSettings(source="x", backend="smpl"))
