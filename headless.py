@@ -17,17 +17,19 @@ from .instanthmr_blender.mesh import MeshError
 from .instanthmr_blender.model_files import KNOWN_MODELS, ModelDownloadError
 from .instanthmr_blender.pipeline import CaptureError, CaptureSettings, Progress, capture
 from .instanthmr_blender.runtime import ModelError
+from .instanthmr_blender.sam3d import BACKENDS, Sam3DError, Sam3DWorkerError
 from .instanthmr_blender.solve import SolveError, SolveOptions
 from .instanthmr_blender.take import TakeError, load_take, save_take
 from .retarget.bake import RetargetError
 from .scene import naming, workflow
 from .scene.build import take_name_from_path
 from .scene.export import ExportError, export_capture, export_format
-from .ui.preferences import detector_model_path, get_preferences, model_path
+from .ui.preferences import detector_model_path, get_preferences, model_path, sam3d_settings
 
 DEVICES = ("auto", "cpu", "cuda", "coreml", "directml")
 # Errors whose message tells the user what to fix in the input: exit status 2.
-INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError, RetargetError)
+INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError, RetargetError,
+                Sam3DError)
 
 
 class UsageError(Exception):
@@ -52,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_argument_group("input")
     source.add_argument("--image", metavar="PATH", help="capture a single image instead of a clip")
     source.add_argument("--take", metavar="IN.npz", help="solve a saved take instead of running the models")
+    source.add_argument("--import-sam3d", metavar="DIR",
+                        help="import SAM 3D Body results saved from its demo (.npz/.pkl per frame and person) as the "
+                        "take; a clip given too sets the frame size, rate and background")
     source.add_argument("--start", type=int, default=0, help="first source frame (default 0)")
     source.add_argument("--end", type=int, default=None, help="source frame to stop before (default: the end)")
     source.add_argument("--frame-skip", type=int, default=1, metavar="N",
@@ -73,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--max-persons", type=int, default=2, help="most people per frame (default 2)")
     models.add_argument("--min-track-length", type=int, default=5, help="drop people seen in fewer frames (5)")
     models.add_argument("--no-batch-persons", action="store_true", help="run InstantHMR one person at a time")
+    models.add_argument("--focal-px", type=float, default=None, metavar="PX",
+                        help="known focal length in pixels (SAM 3D Body's intrinsics; default sqrt(W^2 + H^2))")
+    sam3d = parser.add_argument_group("SAM 3D Body (optional: more accurate, slower; its own Python environment)")
+    sam3d.add_argument("--backend", choices=BACKENDS, default=None,
+                       help="the pose model: instanthmr (ONNX, default) or sam3d (default: the add-on preference)")
+    sam3d.add_argument("--sam3d-python", metavar="PATH", help="the python of an environment with torch and sam-3d-body")
+    sam3d.add_argument("--sam3d-checkpoint", metavar="DIR",
+                       help="folder with model.ckpt, model_config.yaml and assets/mhr_model.pt")
+    sam3d.add_argument("--sam3d-code", metavar="DIR",
+                       help="a checkout of facebookresearch/sam-3d-body (when it is not installed there)")
+    sam3d.add_argument("--sam3d-backbone", metavar="FILE",
+                       help="Embedl INT8 backbone: .pt2, .onnx (a TensorRT engine is built once) or .engine")
+    sam3d.add_argument("--sam3d-device", choices=("auto", "cuda", "cpu", "mps"), default="auto")
+    sam3d.add_argument("--sam3d-timeout", type=float, default=300.0, metavar="S",
+                       help="seconds a frame may take before the worker counts as hung (300)")
     solve = parser.add_argument_group("solve")
     solve.add_argument("--smoothing", choices=("off", "light", "medium", "strong"), default="medium")
     solve.add_argument("--smoothing-method", choices=("zero_lag", "one_euro"), default="zero_lag")
@@ -147,8 +167,43 @@ def _model_paths(args, prefs) -> tuple[Path, Path | None]:
     return hmr, detector
 
 
+def _sam3d_settings(args, prefs):
+    """SAM 3D Body's settings: the command line's, else the preferences'; checked (one line) before any work."""
+    settings = sam3d_settings(prefs)
+    for field, value in (("python", args.sam3d_python), ("checkpoint", args.sam3d_checkpoint),
+                         ("code", args.sam3d_code), ("backbone", args.sam3d_backbone)):
+        if value:
+            setattr(settings, field, str(Path(value).resolve()) if field != "python" else value)
+    settings.device, settings.frame_timeout = args.sam3d_device, args.sam3d_timeout
+    settings.check()
+    return settings
+
+
+def _import_sam3d(args, clip: str | None):
+    """The take from SAM 3D Body results; the clip, when given, gives the frame size and rate."""
+    from .instanthmr_blender.frames import open_source
+    from .instanthmr_blender.sam3d_import import import_sam3d_results
+
+    size, fps = None, args.fps
+    if clip:
+        with open_source(clip, fps=args.fps) as source:
+            size, fps = (source.info.height, source.info.width), source.info.fps
+    take = import_sam3d_results(args.import_sam3d, image_size=size, fps=fps, focal_px=args.focal_px,
+                                source=str(Path(clip).resolve()) if clip else "",
+                                min_track_length=args.min_track_length)
+    _print(f"capture: imported SAM 3D Body results from {args.import_sam3d} ({_people(take.num_tracks)}, "
+           f"{take.num_frames} frames)")
+    return take
+
+
 def _capture(args, clip: str, prefs):
+    backend = args.backend or prefs.pose_backend
+    sam3d = _sam3d_settings(args, prefs) if backend == "sam3d" else None
+    if sam3d is None and args.focal_px is not None:
+        raise UsageError("--focal-px is used with --backend sam3d (or --import-sam3d) for now")
     hmr, detector = _model_paths(args, prefs)
+    if sam3d is not None:
+        hmr = None
     missing = [(name, path) for name, path in (("instanthmr", hmr), ("detector", detector))
                if path is not None and not path.is_file()]
     if missing:
@@ -160,10 +215,11 @@ def _capture(args, clip: str, prefs):
         detector_backend="onnx" if args.detector == "onnx" else "torch",
         detector_model=str(detector or ""), detector_variant=args.detector_variant,
         det_confidence=args.det_confidence, detector_stride=args.detector_stride,
-        hmr_model=str(hmr), max_persons=args.max_persons, min_track_length=args.min_track_length,
+        hmr_model=str(hmr or ""), max_persons=args.max_persons, min_track_length=args.min_track_length,
         batch_persons=not args.no_batch_persons,
         device=args.device or prefs.default_device or "auto",
         threads=prefs.threads if args.threads is None else args.threads,
+        backend=backend, focal_px=args.focal_px, **({"sam3d": sam3d} if sam3d is not None else {}),
     )
     started = time.monotonic()
     take = capture(settings, progress=_ProgressPrinter(), log=lambda line: _print(f"capture: {line}"))
@@ -224,8 +280,10 @@ def run(args) -> int:
     clip = args.image or args.clip
     if args.image and args.clip:
         raise UsageError("give either a clip or --image, not both")
-    if not clip and not args.take:
-        raise UsageError("nothing to capture: give a clip, --image PATH or --take IN.npz")
+    if not clip and not args.take and not args.import_sam3d:
+        raise UsageError("nothing to capture: give a clip, --image PATH, --take IN.npz or --import-sam3d DIR")
+    if args.take and args.import_sam3d:
+        raise UsageError("give either --take or --import-sam3d, not both")
     for path in args.export:
         export_format(path)  # fail now, not after a long capture
     if args.retarget_to:
@@ -238,6 +296,10 @@ def run(args) -> int:
         take = load_take(args.take)
         _print(f"capture: loaded take {args.take} ({_people(take.num_tracks)}, {take.num_frames} frames)")
         clip = clip or take.source
+    elif args.import_sam3d:
+        if clip and not Path(clip).exists() and "%" not in Path(clip).name:
+            raise UsageError(f"{clip}: no such file or folder")
+        take = _import_sam3d(args, clip)
     else:
         if not Path(clip).exists() and "%" not in Path(clip).name:
             raise UsageError(f"{clip}: no such file or folder")
@@ -250,7 +312,7 @@ def run(args) -> int:
                            foot_lock=args.foot_lock, symmetric_lengths=args.symmetric_lengths, floor=args.floor)
     _clear_default_scene()
     background = None if args.no_background or not clip or not Path(clip).exists() else str(Path(clip).resolve())
-    name = take_name_from_path(clip or args.take)
+    name = take_name_from_path(clip or args.take or str(Path(args.import_sam3d).resolve()))
     out = Path(args.out) if args.out else Path.cwd() / f"{name}.blend"
     out.parent.mkdir(parents=True, exist_ok=True)
     if mesh is not None:
@@ -284,6 +346,6 @@ def main(argv: list[str]) -> int:
     except (UsageError, *INPUT_ERRORS) as exc:
         print(f"capture: error: {exc}", file=sys.stderr, flush=True)
         return 2
-    except (CaptureError, SolveError, ValueError, OSError) as exc:
+    except (CaptureError, SolveError, ValueError, OSError, Sam3DWorkerError) as exc:
         print(f"capture: error: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -20,14 +20,14 @@ from .detector import Detections, OnnxRFDETR, PersonDetector, TorchRFDETR
 from .frames import FrameSourceError, open_source
 from .hmr import InstantHMR, implicit_camera
 from .runtime import ModelError
-from .sam3d import BACKENDS, Sam3DBody, Sam3DSettings
+from .sam3d import BACKENDS, Sam3DBody, Sam3DError, Sam3DSettings
 from .take import Take, TakeBuilder, TakeError
 from .tracking import PersonTracker, TrackerSettings, box_iou, keypoint_confidence
 
 #: How long a blocked queue operation waits before looking at the stop/cancel flags again, seconds.
 _POLL_SECONDS = 0.02
 #: Errors whose message already tells the user what to do: passed through unchanged.
-_USER_ERRORS = (FrameSourceError, ModelError, TakeError)
+_USER_ERRORS = (FrameSourceError, ModelError, TakeError, Sam3DError)
 
 
 class CaptureCancelled(Exception):

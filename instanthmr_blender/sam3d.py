@@ -13,13 +13,18 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import sam3d_worker
-from .hmr import PersonPoses, implicit_camera
-from .runtime import ModelError
 from .worker_client import WorkerProcess
+
+if TYPE_CHECKING:
+    from .hmr import PersonPoses
+
+# Nothing here imports ONNX Runtime or OpenCV at load time (the panel checks the settings on every redraw);
+# hmr.py's helpers are imported where a capture uses them.
 
 WORKER_SCRIPT = Path(sam3d_worker.__file__).resolve()
 #: SAM 3D Body's crop square: 1.25 x the box's larger side (upstream's GetBBoxCenterScale padding).
@@ -28,8 +33,9 @@ LABEL = "SAM 3D Body"
 BACKENDS = ("instanthmr", "sam3d")
 
 
-class Sam3DError(ModelError):
-    """SAM 3D Body cannot run as configured (environment, checkpoint, backbone): the message says what to fix."""
+class Sam3DError(ValueError):
+    """SAM 3D Body cannot run as configured (environment, checkpoint, backbone): the message says what to fix
+    (bad input, like a missing model file)."""
 
 
 class Sam3DWorkerError(RuntimeError):
@@ -160,6 +166,8 @@ class Sam3DBody:
 
     def camera(self, image_size: tuple[int, int]) -> tuple[float, tuple[float, float]]:
         """(focal px, (cx, cy) px) of a frame of (H, W) pixels: the given focal length, else upstream's default."""
+        from .hmr import implicit_camera
+
         focal, centre = implicit_camera(image_size)
         return (self.focal_px or focal), centre
 
@@ -208,6 +216,8 @@ def poses_from_outputs(
     """SAM 3D Body's per-person outputs (pred_keypoints_3d (N, 70, 3) m relative to the MHR rig origin,
     pred_keypoints_2d (N, 70, 2) px, pred_cam_t (N, 3) m, mhr_model_params, shape_params) -> PersonPoses, the
     contract InstantHMR's outputs follow: `joints_cam = joints_3d + cam_trans`, crop coordinates in [-1, 1]."""
+    from .hmr import PersonPoses
+
     windows = crop_windows(boxes)
     keypoints_3d = np.asarray(keypoints_3d, np.float32)
     keypoints_2d = np.asarray(keypoints_2d, np.float32)
