@@ -77,3 +77,13 @@ def write_demo_outputs(folder: Path, fixtures_dir: Path, fmt: str, frames=(0,), 
                 with open(folder / f"{name}.pkl", "wb") as stream:
                     pickle.dump(out, stream)
     return folder
+
+
+def detector_boxes(fixtures_dir: Path) -> list[tuple[float, float, float, float]]:
+    """The fixture boxes as the RF-DETR stand-in's fixed detections: normalised (cx, cy, w, h)."""
+    height, width = IMAGE_SIZE
+    boxes = []
+    for person in fixture_people(fixtures_dir):
+        x1, y1, x2, y2 = (float(v) for v in person["bbox"])
+        boxes.append(((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height))
+    return boxes

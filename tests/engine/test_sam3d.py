@@ -179,27 +179,16 @@ def test_hanging_worker_times_out_and_is_stopped(fixtures_dir, tmp_path):
 # Through the capture pipeline: our detector and tracker, SAM 3D Body's poses, the take.
 
 
-def detector_boxes(fixtures_dir):
-    """The stand-in RF-DETR's fixed detections: the fixture boxes, normalised (cx, cy, w, h)."""
-    from tests.contract_models import DetectorBox
-
-    height, width = sam3d_setup.IMAGE_SIZE
-    boxes = []
-    for person in sam3d_setup.fixture_people(fixtures_dir):
-        x1, y1, x2, y2 = (float(v) for v in person["bbox"])
-        boxes.append(DetectorBox((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height))
-    return tuple(boxes)
-
-
 def test_capture_with_sam3d_gives_a_take_in_the_contract(checkpoint, fixtures_dir, tmp_path):
     import cv2
 
     from instanthmr_blender.pipeline import CaptureSettings, capture
-    from tests.contract_models import build_rfdetr_model
+    from tests.contract_models import DetectorBox, build_rfdetr_model
 
     image = tmp_path / "people.png"
     cv2.imwrite(str(image), cv2.cvtColor(sam3d_setup.render_test_image(fixtures_dir), cv2.COLOR_RGB2BGR))
-    detector = build_rfdetr_model(tmp_path / "rfdetr.onnx", resolution=48, boxes=detector_boxes(fixtures_dir))
+    boxes = tuple(DetectorBox(*box) for box in sam3d_setup.detector_boxes(fixtures_dir))
+    detector = build_rfdetr_model(tmp_path / "rfdetr.onnx", resolution=48, boxes=boxes)
     settings = CaptureSettings(
         source=str(image), detector_model=str(detector), max_persons=4, min_track_length=1, device="cpu",
         threads=1, backend="sam3d", sam3d=settings_for(checkpoint), focal_px=sam3d_setup.FOCAL,
