@@ -367,6 +367,9 @@ def serve(args, requests, replies) -> int:
     except WorkerProblem as problem:
         write_message(replies, {"op": "error", "kind": problem.kind, "message": str(problem)})
         return 1
+    except Exception as error:  # upstream failed while building: say what, instead of a bare exit
+        write_message(replies, {"op": "error", "kind": "model", "message": f"SAM 3D Body could not start: {error!r}"})
+        return 1
     write_message(replies, {"op": "ready", **session.info})
     while True:
         try:

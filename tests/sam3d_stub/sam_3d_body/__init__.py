@@ -65,7 +65,7 @@ class _Model(torch.nn.Module):
 
     @property
     def device(self):
-        return next(self.parameters()).device
+        return self.head_pose.faces.device
 
 
 def load_sam_3d_body(checkpoint_path: str = "", device: str = "cuda", mhr_path: str = ""):
