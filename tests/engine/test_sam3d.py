@@ -1,6 +1,7 @@
 """SAM 3D Body as a backend (instanthmr_blender.sam3d, sam3d_worker): the worker runs under the dev venv's Python
 (it has torch) with the stub estimator on its path, answering with the real SAM 3D Body fixture outputs."""
 
+import os
 import sys
 
 import numpy as np
@@ -140,6 +141,24 @@ def test_missing_environment_says_what_it_needs(checkpoint, tmp_path):
     needs_upstream = "cannot import sam_3d_body .*install facebookresearch/sam-3d-body"
     with pytest.raises(sam3d.Sam3DError, match=needs_upstream) as error:
         sam3d.Sam3DBody(settings_for(checkpoint, code=""))
+    _one_line(error)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="uses a shell script as the Python")
+def test_python_without_torch_or_garbage_output_is_one_line(checkpoint, tmp_path):
+    # A Python in which `import torch` fails, as in a plain system Python.
+    prelude = ("import sys, runpy; sys.modules['torch'] = None; args = [a for a in sys.argv[1:] if a != '-E']; "
+               "sys.argv = args; runpy.run_path(args[0], run_name='__main__')")
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "{prelude}" "$@"\n')
+    python.chmod(0o755)
+    with pytest.raises(sam3d.Sam3DError, match=r"cannot import torch .*point the add-on at the Python of your SAM 3D"):
+        sam3d.Sam3DBody(settings_for(checkpoint, python=str(python)))
+    chatty = tmp_path / "chatty"
+    chatty.write_text("#!/bin/sh\necho 'Welcome to my python'\n")
+    chatty.chmod(0o755)
+    with pytest.raises(sam3d.Sam3DWorkerError, match="answered garbage") as error:
+        sam3d.Sam3DBody(settings_for(checkpoint, python=str(chatty)))
     _one_line(error)
 
 
