@@ -28,14 +28,14 @@ import os
 import numpy as np
 
 if __package__:
-    from .worker_protocol import claim_stdout, read_message, write_message
+    from .worker_protocol import read_message, run_worker, write_message
 else:  # run as a script: the shared protocol file sits beside this one (loaded by path, see above)
     import importlib.util
 
     _spec = importlib.util.spec_from_file_location("worker_protocol", Path(__file__).with_name("worker_protocol.py"))
     _protocol = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_protocol)
-    claim_stdout, read_message, write_message = _protocol.claim_stdout, _protocol.read_message, _protocol.write_message
+    read_message, run_worker, write_message = _protocol.read_message, _protocol.run_worker, _protocol.write_message
 
 NUM_IDENTITY = 45
 NUM_MODEL_PARAMS = 204
@@ -220,16 +220,7 @@ def main(argv: list[str]) -> int:
         return 2
     # The protocol gets its own copy of stdout; fd 1 then points at stderr, so anything the module or torch
     # prints lands in the log instead of corrupting the stream.
-    replies = claim_stdout()
-    try:
-        return serve(argv[0], sys.stdin.buffer, replies)
-    except BrokenPipeError:  # the add-on went away: nothing left to tell it
-        return 0
-    finally:
-        try:
-            replies.close()
-        except BrokenPipeError:
-            pass
+    return run_worker(lambda requests, replies: serve(argv[0], requests, replies))
 
 
 if __name__ == "__main__":

@@ -42,14 +42,14 @@ import time
 import numpy as np
 
 if __package__:
-    from .worker_protocol import claim_stdout, read_message, write_message
+    from .worker_protocol import read_message, run_worker, write_message
 else:  # run as a script: the shared protocol file sits beside this one (loaded by path, see above)
     import importlib.util
 
     _spec = importlib.util.spec_from_file_location("worker_protocol", Path(__file__).with_name("worker_protocol.py"))
     _protocol = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_protocol)
-    claim_stdout, read_message, write_message = _protocol.claim_stdout, _protocol.read_message, _protocol.write_message
+    read_message, run_worker, write_message = _protocol.read_message, _protocol.run_worker, _protocol.write_message
 
 #: What a SAM 3D Body checkpoint folder holds (Hugging Face `facebook/sam-3d-body-dinov3`).
 CHECKPOINT_FILES = ("model.ckpt", "model_config.yaml", "assets/mhr_model.pt")
@@ -404,16 +404,8 @@ def parse_arguments(argv: list[str]):
 
 def main(argv: list[str]) -> int:
     args = parse_arguments(argv)
-    replies = claim_stdout()
-    try:
-        return serve(args, sys.stdin.buffer, replies)
-    except BrokenPipeError:  # the add-on went away: nothing left to tell it
-        return 0
-    finally:
-        try:
-            replies.close()
-        except BrokenPipeError:
-            pass
+    # What upstream and torch print goes to stderr (the log), never into the protocol's stream.
+    return run_worker(lambda requests, replies: serve(args, requests, replies))
 
 
 if __name__ == "__main__":

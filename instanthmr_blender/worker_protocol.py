@@ -64,6 +64,21 @@ def _read_exactly(stream, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def run_worker(serve) -> int:
+    """A worker process's main: `serve(requests, replies)` on stdin and a claimed stdout (see claim_stdout);
+    returns its exit status, 0 when the add-on went away mid-reply (nothing left to tell it)."""
+    replies = claim_stdout()
+    try:
+        return serve(sys.stdin.buffer, replies)
+    except BrokenPipeError:
+        return 0
+    finally:
+        try:
+            replies.close()
+        except BrokenPipeError:
+            pass
+
+
 def claim_stdout():
     """The protocol's own binary copy of stdout, for a worker process; fd 1 then points at stderr, so anything a
     model or library prints lands in the log instead of corrupting the stream."""

@@ -87,3 +87,21 @@ def detector_boxes(fixtures_dir: Path) -> list[tuple[float, float, float, float]
         x1, y1, x2, y2 = (float(v) for v in person["bbox"])
         boxes.append(((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height))
     return boxes
+
+
+def assert_take_holds_the_fixture_people(take, fixtures_dir: Path, column: int = 0) -> None:
+    """Each track of the take, at `column`, is one fixture person (matched by box), with their outputs in the
+    take's units: joints_cam = pred_keypoints_3d + pred_cam_t (m), joints_2d px, mhr_params, shape_params."""
+    people = fixture_people(fixtures_dir)
+    matched = []
+    for track in range(take.num_tracks):
+        index = int(np.argmin([np.abs(p["bbox"] - take.bbox[track, column]).max() for p in people]))
+        person = people[index]
+        matched.append(index)
+        np.testing.assert_allclose(take.joints_cam[track, column], person["pred_keypoints_3d"] + person["pred_cam_t"],
+                                   atol=1e-6)
+        np.testing.assert_allclose(take.cam_trans[track, column], person["pred_cam_t"], atol=1e-6)
+        np.testing.assert_allclose(take.joints_2d[track, column], person["pred_keypoints_2d"], atol=1e-4)
+        np.testing.assert_allclose(take.mhr_params[track, column], person["mhr_model_params"], atol=1e-6)
+        np.testing.assert_allclose(take.shape_params[track, column], person["shape_params"], atol=1e-6)
+    assert sorted(matched) == list(range(len(people))), f"tracks matched fixture people {matched}"

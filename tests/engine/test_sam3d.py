@@ -219,18 +219,7 @@ def test_capture_with_sam3d_gives_a_take_in_the_contract(checkpoint, fixtures_di
     assert take.principal_point == sam3d_setup.PRINCIPAL and take.image_size == sam3d_setup.IMAGE_SIZE
     assert take.model_info["backend"] == "sam3d" and take.model_info["precision"] == "fp32"
     assert any(line.startswith("SAM 3D Body per crop (4 crops): backbone") for line in lines)
-    people = sam3d_setup.fixture_people(fixtures_dir)
-    for track in range(4):
-        index = int(np.argmin([np.abs(p["bbox"] - take.bbox[track, 0]).max() for p in people]))
-        person = people[index]
-        np.testing.assert_allclose(take.joints_cam[track, 0], person["pred_keypoints_3d"] + person["pred_cam_t"],
-                                   atol=1e-6)
-        np.testing.assert_allclose(take.cam_trans[track, 0], person["pred_cam_t"], atol=1e-6)
-        np.testing.assert_allclose(take.joints_2d[track, 0], person["pred_keypoints_2d"], atol=1e-4)
-        np.testing.assert_allclose(take.mhr_params[track, 0], person["mhr_model_params"], atol=1e-6)
-        np.testing.assert_allclose(take.shape_params[track, 0], person["shape_params"], atol=1e-6)
-    assert sorted(int(np.argmin([np.abs(p["bbox"] - take.bbox[t, 0]).max() for p in people])) for t in range(4)) == [
-        0, 1, 2, 3]
+    sam3d_setup.assert_take_holds_the_fixture_people(take, fixtures_dir)
 
 
 def test_capture_setup_problems_come_before_any_model_loads(fixtures_dir, tmp_path):

@@ -24,15 +24,7 @@ def test_demo_outputs_become_a_take_in_the_contract(fmt, fixtures_dir, tmp_path)
     assert take.principal_point == sam3d_setup.PRINCIPAL
     assert take.model_info["backend"] == "sam3d" and take.model_info["files"] == 4
     assert take.model_info["focal_source"] == "files"
-    people = sam3d_setup.fixture_people(fixtures_dir)
-    for track in range(4):
-        person = people[int(np.argmin([np.abs(p["bbox"] - take.bbox[track, 0]).max() for p in people]))]
-        np.testing.assert_allclose(take.joints_cam[track, 0], person["pred_keypoints_3d"] + person["pred_cam_t"],
-                                   atol=1e-6)
-        np.testing.assert_allclose(take.cam_trans[track, 0], person["pred_cam_t"], atol=1e-6)
-        np.testing.assert_allclose(take.joints_2d[track, 0], person["pred_keypoints_2d"], atol=1e-4)
-        np.testing.assert_allclose(take.mhr_params[track, 0], person["mhr_model_params"], atol=1e-6)
-        np.testing.assert_allclose(take.shape_params[track, 0], person["shape_params"], atol=1e-6)
+    sam3d_setup.assert_take_holds_the_fixture_people(take, fixtures_dir)
     assert load_take(save_take(take, tmp_path / "imported.npz")).model_info == take.model_info
 
 
