@@ -77,6 +77,8 @@ def check_rigs_land_on_the_fixtures(api, take, fixtures_dir):
             pixels.append((ndc.x * width, (1 - ndc.y) * height))
         reprojection = np.linalg.norm(np.array(pixels) - person["pred_keypoints_2d"][kps], axis=1)
         worst_mm, worst_px = max(worst_mm, errors.max() * 1000), max(worst_px, reprojection.max())
+    print(f"SAM 3D Body rigs: worst keypoint bone end {worst_mm:.3f} mm from pred_keypoints_3d + pred_cam_t, "
+          f"{worst_px:.3f} px from pred_keypoints_2d")
     assert worst_mm <= 2.0 and worst_px <= 2.0, f"{worst_mm:.2f} mm, {worst_px:.2f} px"
     return worst_mm, worst_px
 
