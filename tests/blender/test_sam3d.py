@@ -139,3 +139,25 @@ def test_sam3d_setup_problems_are_one_line_before_any_work(addon, fixtures_dir, 
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and "holds no SAM 3D Body results" in err[-1]
     assert not (tmp_path / "x.blend").exists()
+
+
+def test_import_operator_from_the_panel(addon, api, fixtures_dir, tmp_path):
+    from sam3d_setup import write_demo_outputs
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    folder = write_demo_outputs(tmp_path / "people", fixtures_dir, "npz", frames=(0, 1, 2))
+    settings = bpy.context.scene.instanthmr
+    settings.clip, settings.min_track_length = "", 1
+    settings.smoothing, settings.foot_lock, settings.symmetric_lengths = "off", False, False
+    assert bpy.ops.instanthmr.import_sam3d(directory=str(folder)) == {"FINISHED"}
+    take = api.take.load_take(settings.take_path)
+    assert take.num_tracks == 4 and take.frames.tolist() == [0, 1, 2] and take.model_info["backend"] == "sam3d"
+    assert len(settings.people) == 4
+    rigs = [o for o in bpy.context.scene.objects if o.get("instanthmr_role") == "capture_rig"]
+    assert len(rigs) == 4 and bpy.context.scene.frame_end == 3
+    # a folder that is not SAM 3D Body output is refused with its reason, and the scene keeps what it had
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not results")
+    with pytest.raises(RuntimeError, match="holds no SAM 3D Body results"):
+        bpy.ops.instanthmr.import_sam3d(directory=str(tmp_path / "other"))
+    assert len([o for o in bpy.context.scene.objects if o.get("instanthmr_role") == "capture_rig"]) == 4
