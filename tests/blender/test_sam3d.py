@@ -161,3 +161,26 @@ def test_import_operator_from_the_panel(addon, api, fixtures_dir, tmp_path):
     with pytest.raises(RuntimeError, match="holds no SAM 3D Body results"):
         bpy.ops.instanthmr.import_sam3d(directory=str(tmp_path / "other"))
     assert len([o for o in bpy.context.scene.objects if o.get("instanthmr_role") == "capture_rig"]) == 4
+
+
+def test_panel_and_preferences_offer_the_model_choice_and_say_what_sam3d_needs(addon, tmp_path):
+    from conftest import ADDON_MODULE
+    from test_ui_draw import draw
+
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    bpy.ops.wm.read_homefile(use_empty=True)
+    try:
+        prefs.pose_backend = "sam3d"
+        prefs.sam3d_python, prefs.sam3d_checkpoint = sys.executable, str(tmp_path)
+        main = draw(bpy.types.VIEW3D_PT_instanthmr_capture, bpy.context)
+        assert ("prop", "pose_backend") in main and ("operator", "instanthmr.import_sam3d") in main
+        needs = [text for kind, text in main if kind == "label" and text.startswith("SAM 3D Body:")]
+        assert needs and "missing model.ckpt, model_config.yaml, assets/mhr_model.pt" in needs[0]
+        # a capture does not start, and says the same
+        bpy.context.scene.instanthmr.clip = str(tmp_path)
+        with pytest.raises(RuntimeError, match="is not a SAM 3D Body checkpoint folder"):
+            bpy.ops.instanthmr.capture()
+    finally:
+        prefs.pose_backend, prefs.sam3d_python, prefs.sam3d_checkpoint = "instanthmr", "", ""
+    main = draw(bpy.types.VIEW3D_PT_instanthmr_capture, bpy.context)
+    assert not [text for kind, text in main if kind == "label" and text.startswith("SAM 3D Body:")]
