@@ -20,25 +20,26 @@ from pathlib import Path
 import bpy
 
 from .instanthmr_blender.frames import FrameSourceError
-from .instanthmr_blender.lens import LensError
+from .instanthmr_blender.lens import Lens, LensError
 from .instanthmr_blender.mesh import MeshError
 from .instanthmr_blender.model_files import KNOWN_MODELS, ModelDownloadError
 from .instanthmr_blender.model_registry import RegistryError, registry
 from .instanthmr_blender.output_paths import output_problem
 from .instanthmr_blender.pipeline import CaptureError, CaptureSettings, CaptureSummary, Progress, capture
 from .instanthmr_blender.runtime import ModelError
+from .instanthmr_blender.sam3d import BACKENDS, Sam3DError, Sam3DWorkerError
 from .instanthmr_blender.solve import SolveError, SolveOptions
 from .instanthmr_blender.take import TakeError, load_take, locate_source, save_take
 from .retarget.bake import RetargetError
 from .scene import naming, workflow
 from .scene.build import take_name_from_path
 from .scene.export import ExportError, export_capture, export_format
-from .ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_path
+from .ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_path, sam3d_settings
 
 DEVICES = ("auto", "cpu", "cuda", "coreml", "directml")
 # Errors whose message tells the user what to fix in the input: exit status 2.
 INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError, RetargetError,
-                LensError, RegistryError)
+                LensError, RegistryError, Sam3DError)
 
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
@@ -88,6 +89,7 @@ OPTION_RANGES = (
     ("--focal-px", "focal_px", _positive, "a positive number of pixels"),
     ("--lens-mm", "lens_mm", _positive, "a positive number of millimetres"),
     ("--sensor-width-mm", "sensor_width_mm", _positive, "a positive number of millimetres"),
+    ("--sam3d-timeout", "sam3d_timeout", _positive, "a positive number of seconds"),
 )
 
 
@@ -119,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_argument_group("input")
     source.add_argument("--image", metavar="PATH", help="capture a single image instead of a clip")
     source.add_argument("--take", metavar="IN.npz", help="solve a saved take instead of running the models")
+    source.add_argument("--import-sam3d", metavar="DIR",
+                        help="import SAM 3D Body results saved from its demo (.npz/.pkl per frame and person) as the "
+                        "take; a clip given too sets the frame size, rate and background")
     source.add_argument("--start", type=int, default=0, help="first source frame (default 0)")
     source.add_argument("--end", type=int, default=None, help="source frame to stop before (default: the end)")
     source.add_argument("--frame-skip", type=int, default=1, metavar="N",
@@ -150,11 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--no-batch-persons", action="store_true", help="run InstantHMR one person at a time")
     lens = parser.add_argument_group("camera lens (default: the model's own camera)")
     lens.add_argument("--focal-px", type=float, default=None, metavar="F",
-                      help="the video's focal length in pixels")
+                      help="the video's focal length in pixels (InstantHMR and SAM 3D Body)")
     lens.add_argument("--lens-mm", type=float, default=None, metavar="MM",
                       help="the lens's focal length in mm (with --sensor-width-mm, default 36: 35 mm equivalent)")
     lens.add_argument("--sensor-width-mm", type=float, default=None, metavar="MM",
                       help="sensor size along the image's longer side, mm (with --lens-mm)")
+    sam3d = parser.add_argument_group("SAM 3D Body (optional: more accurate, slower; its own Python environment)")
+    sam3d.add_argument("--backend", choices=BACKENDS, default=None,
+                       help="the pose model: instanthmr (ONNX, default) or sam3d (default: the add-on preference)")
+    sam3d.add_argument("--sam3d-python", metavar="PATH", help="the python of an environment with torch and sam-3d-body")
+    sam3d.add_argument("--sam3d-checkpoint", metavar="DIR",
+                       help="folder with model.ckpt, model_config.yaml and assets/mhr_model.pt")
+    sam3d.add_argument("--sam3d-code", metavar="DIR",
+                       help="a checkout of facebookresearch/sam-3d-body (when it is not installed there)")
+    sam3d.add_argument("--sam3d-backbone", metavar="FILE",
+                       help="Embedl INT8 backbone: .pt2, .onnx (a TensorRT engine is built once) or .engine")
+    sam3d.add_argument("--sam3d-device", choices=("auto", "cuda", "cpu", "mps"), default="auto")
+    sam3d.add_argument("--sam3d-timeout", type=float, default=300.0, metavar="S",
+                       help="seconds a frame may take before the worker counts as hung (300)")
     solve = parser.add_argument_group("solve")
     solve.add_argument("--smoothing", choices=("off", "light", "medium", "strong"), default="medium")
     solve.add_argument("--smoothing-method", choices=("zero_lag", "one_euro"), default="zero_lag")
@@ -264,8 +282,47 @@ def _model_paths(args, prefs) -> tuple[Path, Path | None]:
     return Path(os.path.abspath(hmr)), Path(os.path.abspath(detector))
 
 
+def _sam3d_settings(args, prefs):
+    """SAM 3D Body's settings: the command line's, else the preferences'; checked (one line) before any work."""
+    settings = sam3d_settings(prefs)
+    for field, value in (("python", args.sam3d_python), ("checkpoint", args.sam3d_checkpoint),
+                         ("code", args.sam3d_code), ("backbone", args.sam3d_backbone)):
+        if value:
+            setattr(settings, field, str(Path(value).resolve()) if field != "python" else value)
+    settings.device, settings.frame_timeout = args.sam3d_device, args.sam3d_timeout
+    settings.check()
+    return settings
+
+
+def _import_sam3d(args, clip: str | None):
+    """The take from SAM 3D Body results; the clip, when given, gives the frame size and rate."""
+    from .instanthmr_blender.frames import open_source
+    from .instanthmr_blender.sam3d_import import import_sam3d_results
+
+    size, fps = None, args.fps
+    if clip:
+        with open_source(clip, fps=args.fps) as source:
+            size, fps = (source.info.height, source.info.width), source.info.fps
+    focal_px = args.focal_px
+    if args.lens_mm is not None:
+        if size is None:
+            raise UsageError("--lens-mm with --import-sam3d needs the clip (its frame width turns mm into pixels): "
+                             "give the clip too, or --focal-px")
+        focal_px = Lens(**_lens_settings(args)).focal_pixels(size)
+    take = import_sam3d_results(args.import_sam3d, image_size=size, fps=fps, focal_px=focal_px,
+                                source=str(Path(clip).resolve()) if clip else "",
+                                min_track_length=args.min_track_length)
+    _print(f"capture: imported SAM 3D Body results from {args.import_sam3d} ({_people(take.num_tracks)}, "
+           f"{take.num_frames} frames)")
+    return take
+
+
 def _capture(args, clip: str, prefs):
+    backend = args.backend or prefs.pose_backend
+    sam3d = _sam3d_settings(args, prefs) if backend == "sam3d" else None
     hmr, detector = _model_paths(args, prefs)
+    if sam3d is not None:
+        hmr = None
     missing = [(name, path) for name, path in (("instanthmr", hmr), ("detector", detector))
                if path is not None and not path.is_file()]
     if missing:
@@ -277,11 +334,11 @@ def _capture(args, clip: str, prefs):
         detector_backend="onnx" if args.detector == "onnx" else "torch",
         detector_model=str(detector or ""), detector_variant=args.detector_variant,
         det_confidence=args.det_confidence, detector_stride=args.detector_stride,
-        hmr_model=str(hmr), max_persons=args.max_persons, min_track_length=args.min_track_length,
+        hmr_model=str(hmr or ""), max_persons=args.max_persons, min_track_length=args.min_track_length,
         batch_persons=not args.no_batch_persons,
         device=args.device or prefs.default_device or "auto",
         threads=prefs.threads if args.threads is None else args.threads,
-        **_lens_settings(args),
+        backend=backend, **_lens_settings(args), **({"sam3d": sam3d} if sam3d is not None else {}),
     )
     started = time.monotonic()
     summaries: list[CaptureSummary] = []
@@ -532,8 +589,10 @@ def run(args) -> int:
     clip = args.image or args.clip
     if args.image and args.clip:
         raise UsageError("give either a clip or --image, not both")
-    if not clip and not args.take:
-        raise UsageError("nothing to capture: give a clip, --image PATH or --take IN.npz")
+    if not clip and not args.take and not args.import_sam3d:
+        raise UsageError("nothing to capture: give a clip, --image PATH, --take IN.npz or --import-sam3d DIR")
+    if args.take and args.import_sam3d:
+        raise UsageError("give either --take or --import-sam3d, not both")
     check_option_ranges(args)
     _lens_settings(args)
     # Every output location is checked before any model runs: a bad one must not cost a whole capture.
@@ -541,7 +600,7 @@ def run(args) -> int:
         take_source = load_take(args.take).source
         name = take_name_from_path(take_source or args.take)
     else:
-        name = take_name_from_path(clip or args.take)
+        name = take_name_from_path(clip or args.take or os.path.abspath(args.import_sam3d))
     out = _blend_output(args, name)
     save_take_path = check_output("--save-take", Path(args.save_take)) if args.save_take else None
     exports = []
@@ -559,6 +618,10 @@ def run(args) -> int:
     if args.take:
         take = load_take(args.take)
         _print(f"capture: loaded take {args.take} ({_people(take.num_tracks)}, {take.num_frames} frames)")
+    elif args.import_sam3d:
+        if clip and not Path(clip).exists() and "%" not in Path(clip).name:
+            raise UsageError(f"{clip}: no such file or folder")
+        take = _import_sam3d(args, clip)
     else:
         if not Path(clip).exists() and "%" not in Path(clip).name:
             raise UsageError(f"{clip}: no such file or folder")
@@ -596,7 +659,8 @@ def _build_and_write(args, take, name: str, clip: str | None, out: Path, exports
     for track_id, why in solution.skipped:
         _print(f"capture: warning: {naming.armature_name(name, track_id)} left out: {why}")
     _clear_default_scene()
-    background = _background_clip(args, clip, take)
+    # Imported results without a clip have no video to show: no warning for that.
+    background = None if (args.import_sam3d and not clip) else _background_clip(args, clip, take)
     if mesh is not None:
         # The .blend is saved last: put the point caches where a saved file's caches go, beside it.
         mesh["cache_dir"] = str(out.parent / f"{out.stem}_instanthmr_cache")
@@ -634,7 +698,7 @@ def main(argv: list[str]) -> int:
     except (UsageError, *INPUT_ERRORS) as exc:
         _error(str(exc))
         return 2
-    except (OutputError, CaptureError, SolveError, ValueError, OSError) as exc:
+    except (OutputError, CaptureError, SolveError, ValueError, OSError, Sam3DWorkerError) as exc:
         _error(str(exc))
         return 1
 

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,13 +23,14 @@ from .hmr import InstantHMR
 from .lens import DEFAULT_SENSOR_WIDTH_MM, Lens, LensError
 from .provenance import model_provenance
 from .runtime import ModelError
+from .sam3d import BACKENDS, Sam3DBody, Sam3DError, Sam3DSettings
 from .take import Take, TakeBuilder, TakeError
 from .tracking import PersonTracker, TrackerSettings, box_iou, keypoint_confidence
 
 #: How long a blocked queue operation waits before looking at the stop/cancel flags again, seconds.
 _POLL_SECONDS = 0.02
 #: Errors whose message already tells the user what to do: passed through unchanged.
-_USER_ERRORS = (FrameSourceError, ModelError, TakeError, LensError)
+_USER_ERRORS = (FrameSourceError, ModelError, TakeError, LensError, Sam3DError)
 
 
 class CaptureCancelled(Exception):
@@ -68,6 +69,8 @@ class CaptureSettings:
     focal_px: float | None = None
     lens_mm: float | None = None
     sensor_width_mm: float = DEFAULT_SENSOR_WIDTH_MM
+    backend: str = "instanthmr"  # the pose model: "instanthmr" (ONNX) | "sam3d" (SAM 3D Body in its own Python)
+    sam3d: Sam3DSettings = field(default_factory=Sam3DSettings)
 
     @property
     def lens(self) -> Lens:
@@ -85,6 +88,8 @@ class CaptureSettings:
             ("det_confidence", 0.0 <= self.det_confidence < 1.0, "between 0 and 1"),
             ("queue_frames", self.queue_frames >= 1, "1 or more"),
             ("detector_backend", self.detector_backend in ("onnx", "torch"), '"onnx" or "torch"'),
+            ("backend", self.backend in BACKENDS, " or ".join(f'"{name}"' for name in BACKENDS)),
+            ("focal_px", self.focal_px is None or self.focal_px > 0, "a positive number of pixels"),
         ]
         for name, ok, wanted in rules:
             if not ok:
@@ -374,11 +379,15 @@ def run_capture(
         info = source.info
         frames_total = source.count(settings.start, settings.end, settings.step)
         image_size = (info.height, info.width)
-        # The take's camera is the one the model's results live in: the user's lens, else the graph's own.
-        camera = hmr.camera(image_size)
-        builder = TakeBuilder(info.fps, image_size, camera.focal_length, camera.principal_point,
-                              source=os.path.abspath(info.path),
-                              model_info=model_provenance(hmr.model_path, hmr.graph, camera))
+        # The take's camera is the one the model's results live in: the user's lens, else the model's own.
+        if isinstance(hmr, Sam3DBody):  # its camera is the intrinsics it is given
+            (focal, principal_point), model_info = hmr.camera(image_size), hmr.model_info
+        else:
+            camera = hmr.camera(image_size)
+            focal, principal_point = camera.focal_length, camera.principal_point
+            model_info = model_provenance(hmr.model_path, hmr.graph, camera)
+        builder = TakeBuilder(info.fps, image_size, focal, principal_point, source=os.path.abspath(info.path),
+                              model_info=model_info)
         record = _Recorder(builder)
         hmr_clock = _StageClock()
         workers = _Workers(source, settings, detector)
@@ -486,7 +495,8 @@ def _process_frame(
         raise
     except Exception as error:
         raise CaptureError(
-            f"InstantHMR or tracking failed at source frame {frame.index}: {type(error).__name__}: {error}"
+            f"{getattr(hmr, 'label', 'InstantHMR')} or tracking failed at source frame {frame.index}: "
+            f"{type(error).__name__}: {error}"
         ) from error
 
 
@@ -502,8 +512,11 @@ def _raise_failure(failure: _Failure, path: str) -> None:
 
 def build_models(
     settings: CaptureSettings, log: Callable[[str], None] | None = None
-) -> tuple[PersonDetector, InstantHMR]:
-    """Load the detector and InstantHMR named by `settings` (ModelError if a file is missing or wrong)."""
+) -> tuple[PersonDetector, InstantHMR | Sam3DBody]:
+    """Load the detector and the pose model named by `settings` (ModelError if a file is missing or wrong).
+    SAM 3D Body is checked before the detector loads, and its worker is started last: the caller closes it."""
+    if settings.backend == "sam3d":
+        settings.sam3d.check()
     if settings.detector_backend == "torch":
         detector: PersonDetector = TorchRFDETR(
             settings.detector_variant,
@@ -523,6 +536,8 @@ def build_models(
             max_batch=settings.detector_batch,
             log=log,
         )
+    if settings.backend == "sam3d":
+        return detector, Sam3DBody(settings.sam3d, lens=settings.lens, log=log)
     if not settings.hmr_model:
         raise ModelError("no InstantHMR model chosen: set instanthmr.onnx in the preferences")
     hmr = InstantHMR(
@@ -549,5 +564,13 @@ def capture(
     """Load the models named by `settings` and run the capture (see `run_capture`)."""
     settings.check()
     detector, hmr = build_models(settings, log=log)
-    return run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel, summary=summary)
+    if not isinstance(hmr, Sam3DBody):
+        return run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel, summary=summary)
+    try:
+        take = run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel, summary=summary)
+    finally:
+        hmr.close()  # the worker process goes whatever happened
+    if log is not None:
+        log(hmr.times.summary())
+    return take
 

@@ -19,7 +19,15 @@ from ..instanthmr_blender.solve import SolveOptions
 from ..instanthmr_blender.take import TakeError, save_take
 from ..scene import naming, workflow
 from ..scene.build import take_name_from_path
-from ..ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_folder, model_path
+from ..ui.preferences import (
+    ADDON_PACKAGE,
+    detector_model_path,
+    get_preferences,
+    model_folder,
+    model_path,
+    sam3d_problem,
+    sam3d_settings,
+)
 from ..ui.properties import lens_settings
 from .worker import WorkerJob
 
@@ -131,8 +139,11 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
         raise CaptureInputError(f"{clip}: no such file or folder")
     hmr = model_path(prefs, "instanthmr")
     detector = detector_model_path(prefs, scene_settings.detector_variant)
+    sam3d = prefs.pose_backend == "sam3d"
+    if sam3d and sam3d_problem(prefs):
+        raise CaptureInputError(sam3d_problem(prefs))
     missing = [f"{p.name} (expected at {p})" for p, needed in
-               ((hmr, True), (detector, scene_settings.detector_backend == "onnx")) if needed and not p.is_file()]
+               ((hmr, not sam3d), (detector, scene_settings.detector_backend == "onnx")) if needed and not p.is_file()]
     if missing:
         raise CaptureInputError("Model files missing: " + "; ".join(missing)
                                 + ". Download them in the add-on preferences or set their paths there")
@@ -156,6 +167,8 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
         device=device or "auto",
         threads=prefs.threads,
         **lens_settings(scene_settings),
+        backend=prefs.pose_backend,
+        sam3d=sam3d_settings(prefs),
     )
     take_path = (Path(bpy.path.abspath(scene_settings.take_path)) if scene_settings.take_path
                  else workflow.default_take_path(clip, ADDON_PACKAGE))

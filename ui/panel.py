@@ -2,7 +2,14 @@
 
 import bpy
 
-from .preferences import chosen_hmr_model, detector_model_path, get_preferences, mesh_available, model_path
+from .preferences import (
+    chosen_hmr_model,
+    detector_model_path,
+    get_preferences,
+    mesh_available,
+    model_path,
+    sam3d_problem,
+)
 
 GPU_HINT = "No GPU provider in this ONNX Runtime: models run on the CPU"
 
@@ -21,7 +28,16 @@ class VIEW3D_PT_instanthmr_capture(_CapturePanel, bpy.types.Panel):
         settings = context.scene.instanthmr
         progress = context.window_manager.instanthmr_progress
         prefs = get_preferences(context)
-        missing = [p.name for p, needed in ((model_path(prefs, "instanthmr"), True),
+        sam3d = prefs.pose_backend == "sam3d"
+        row = layout.row()
+        row.label(text="Model")
+        row.prop(prefs, "pose_backend", expand=True)
+        problem = sam3d_problem(prefs) if sam3d else ""
+        if problem:
+            box = layout.box()
+            box.label(text=f"SAM 3D Body: {problem}", icon="ERROR")
+            box.operator("preferences.addon_show", text="Open Preferences").module = prefs.bl_idname
+        missing = [p.name for p, needed in ((model_path(prefs, "instanthmr"), not sam3d),
                                             (detector_model_path(prefs, settings.detector_variant),
                                              settings.detector_backend == "onnx"))
                    if needed and not p.is_file()]
@@ -43,6 +59,7 @@ class VIEW3D_PT_instanthmr_capture(_CapturePanel, bpy.types.Panel):
             layout.operator("instanthmr.capture", icon="REC")
             if progress.status:
                 layout.label(text=progress.status)
+        layout.operator("instanthmr.import_sam3d", icon="IMPORT")
 
 
 class VIEW3D_PT_instanthmr_people(_CapturePanel, bpy.types.Panel):

@@ -96,6 +96,25 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
     threads: bpy.props.IntProperty(
         name="Threads", default=0, min=0, max=64,
         description="CPU threads per model (0: let ONNX Runtime decide); lower it to keep Blender snappy")
+    pose_backend: bpy.props.EnumProperty(
+        name="Model", default="instanthmr",
+        items=(("instanthmr", "InstantHMR", "The fast ONNX model, bundled runtime, any machine"),
+               ("sam3d", "SAM 3D Body", "Meta's SAM 3D Body, more accurate and much slower (an NVIDIA GPU is "
+                "recommended), run in a Python environment of your own")),
+        description="The model that estimates each person's pose")
+    sam3d_python: bpy.props.StringProperty(
+        name="SAM 3D Body Python", subtype="FILE_PATH", default="",
+        description="The python executable of an environment with torch and facebookresearch/sam-3d-body")
+    sam3d_checkpoint: bpy.props.StringProperty(
+        name="Checkpoint folder", subtype="DIR_PATH", default="",
+        description="SAM 3D Body's checkpoint folder: model.ckpt, model_config.yaml and assets/mhr_model.pt")
+    sam3d_code: bpy.props.StringProperty(
+        name="Code folder", subtype="DIR_PATH", default="",
+        description="A checkout of facebookresearch/sam-3d-body, when it is not installed in that Python")
+    sam3d_backbone: bpy.props.StringProperty(
+        name="INT8 backbone", subtype="FILE_PATH", default="",
+        description="Optional Embedl INT8 backbone (embedl_sam3dbody_int8 .pt2, .onnx or a TensorRT .engine); "
+        "empty: the checkpoint's FP32 backbone")
 
     def draw(self, context):
         layout = self.layout
@@ -123,6 +142,7 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
             layout.progress(factor=progress.factor, text=progress.status)
         layout.prop(self, "default_device")
         layout.prop(self, "threads")
+        draw_sam3d_preferences(layout.box(), self)
         box = layout.box()
         box.label(text="Optional body mesh (MHR, needs PyTorch)")
         box.prop(self, "mhr_model_path")
@@ -171,6 +191,38 @@ def hmr_model_path(prefs) -> Path:
     if prefs.instanthmr_path:
         return Path(bpy.path.abspath(prefs.instanthmr_path))
     return model_folder(prefs) / chosen_hmr_model(prefs).file
+
+
+def draw_sam3d_preferences(box, prefs: INSTANTHMR_AP_preferences) -> None:
+    box.label(text="Model: InstantHMR or SAM 3D Body")
+    box.row().prop(prefs, "pose_backend", expand=True)
+    for name in ("sam3d_python", "sam3d_checkpoint", "sam3d_code", "sam3d_backbone"):
+        box.prop(prefs, name)
+    problem = sam3d_problem(prefs)
+    if problem:
+        box.label(text=f"SAM 3D Body: {problem}", icon="INFO")
+
+
+def sam3d_settings(prefs: INSTANTHMR_AP_preferences):
+    """The engine's SAM 3D Body settings from the preferences (not checked)."""
+    from ..instanthmr_blender.sam3d import Sam3DSettings
+
+    def path(value: str) -> str:
+        return str(Path(bpy.path.abspath(value))) if value else ""
+
+    return Sam3DSettings(python=path(prefs.sam3d_python), checkpoint=path(prefs.sam3d_checkpoint),
+                         code=path(prefs.sam3d_code), backbone=path(prefs.sam3d_backbone))
+
+
+def sam3d_problem(prefs: INSTANTHMR_AP_preferences) -> str:
+    """What SAM 3D Body still needs before it can run ("" when its files are in place); file checks only."""
+    from ..instanthmr_blender.sam3d import Sam3DError
+
+    try:
+        sam3d_settings(prefs).check()
+    except Sam3DError as exc:
+        return str(exc)
+    return ""
 
 
 def mesh_available(prefs: INSTANTHMR_AP_preferences) -> bool:
