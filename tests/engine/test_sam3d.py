@@ -198,7 +198,10 @@ def test_hanging_worker_times_out_and_is_stopped(fixtures_dir, tmp_path):
 # Through the capture pipeline: our detector and tracker, SAM 3D Body's poses, the take.
 
 
-def test_capture_with_sam3d_gives_a_take_in_the_contract(checkpoint, fixtures_dir, tmp_path):
+# The user's lens reaches SAM 3D Body's intrinsics in either form: pixels, or mm on a sensor width (along the
+# image's longer side, 1920 px here), as for InstantHMR.
+@pytest.mark.parametrize("lens", ["px", "mm"])
+def test_capture_with_sam3d_gives_a_take_in_the_contract(checkpoint, fixtures_dir, tmp_path, lens):
     import cv2
 
     from instanthmr_blender.pipeline import CaptureSettings, capture
@@ -210,7 +213,9 @@ def test_capture_with_sam3d_gives_a_take_in_the_contract(checkpoint, fixtures_di
     detector = build_rfdetr_model(tmp_path / "rfdetr.onnx", resolution=48, boxes=boxes)
     settings = CaptureSettings(
         source=str(image), detector_model=str(detector), max_persons=4, min_track_length=1, device="cpu",
-        threads=1, backend="sam3d", sam3d=settings_for(checkpoint), focal_px=sam3d_setup.FOCAL,
+        threads=1, backend="sam3d", sam3d=settings_for(checkpoint),
+        **({"focal_px": sam3d_setup.FOCAL} if lens == "px" else
+           {"lens_mm": sam3d_setup.FOCAL * 24.0 / max(sam3d_setup.IMAGE_SIZE), "sensor_width_mm": 24.0}),
     )  # fmt: skip
     lines = []
     take = capture(settings, log=lines.append)
