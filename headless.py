@@ -12,6 +12,7 @@ from pathlib import Path
 
 import bpy
 
+from . import headless_live
 from .instanthmr_blender.frames import FrameSourceError
 from .instanthmr_blender.mesh import MeshError
 from .instanthmr_blender.model_files import KNOWN_MODELS, ModelDownloadError
@@ -27,7 +28,8 @@ from .ui.preferences import detector_model_path, get_preferences, model_path
 
 DEVICES = ("auto", "cpu", "cuda", "coreml", "directml")
 # Errors whose message tells the user what to fix in the input: exit status 2.
-INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError, RetargetError)
+INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError, RetargetError,
+                *headless_live.INPUT_ERRORS)
 
 
 class UsageError(Exception):
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--frame-skip", type=int, default=1, metavar="N",
                         help="process every Nth frame (default 1: every frame)")
     source.add_argument("--fps", type=float, default=30.0, help="frame rate of image sequences (default 30)")
+    headless_live.add_arguments(parser)
     models = parser.add_argument_group("models")
     models.add_argument("--model", metavar="PATH", help="InstantHMR ONNX file (default: from the model folder)")
     models.add_argument("--model-dir", metavar="DIR", help="folder holding the model files")
@@ -147,7 +150,8 @@ def _model_paths(args, prefs) -> tuple[Path, Path | None]:
     return hmr, detector
 
 
-def _capture(args, clip: str, prefs):
+def _capture_settings(args, clip: str, prefs) -> CaptureSettings:
+    """The models and detection settings from the options (model files checked), for a clip or a live source."""
     hmr, detector = _model_paths(args, prefs)
     missing = [(name, path) for name, path in (("instanthmr", hmr), ("detector", detector))
                if path is not None and not path.is_file()]
@@ -165,6 +169,11 @@ def _capture(args, clip: str, prefs):
         device=args.device or prefs.default_device or "auto",
         threads=prefs.threads if args.threads is None else args.threads,
     )
+    return settings
+
+
+def _capture(args, clip: str, prefs):
+    settings = _capture_settings(args, clip, prefs)
     started = time.monotonic()
     take = capture(settings, progress=_ProgressPrinter(), log=lambda line: _print(f"capture: {line}"))
     _print(f"capture: {_people(take.num_tracks)} tracked over {take.num_frames} frames "
@@ -222,10 +231,11 @@ def _clear_default_scene() -> None:
 
 def run(args) -> int:
     clip = args.image or args.clip
+    live = headless_live.check_arguments(args, UsageError)
     if args.image and args.clip:
         raise UsageError("give either a clip or --image, not both")
-    if not clip and not args.take:
-        raise UsageError("nothing to capture: give a clip, --image PATH or --take IN.npz")
+    if not clip and not args.take and not live:
+        raise UsageError("nothing to capture: give a clip, --image PATH, --take IN.npz, --camera N or --stream URL")
     for path in args.export:
         export_format(path)  # fail now, not after a long capture
     if args.retarget_to:
@@ -238,6 +248,8 @@ def run(args) -> int:
         take = load_take(args.take)
         _print(f"capture: loaded take {args.take} ({_people(take.num_tracks)}, {take.num_frames} frames)")
         clip = clip or take.source
+    elif live:
+        take = headless_live.record(args, _capture_settings(args, "", prefs), _print)
     else:
         if not Path(clip).exists() and "%" not in Path(clip).name:
             raise UsageError(f"{clip}: no such file or folder")
@@ -250,7 +262,7 @@ def run(args) -> int:
                            foot_lock=args.foot_lock, symmetric_lengths=args.symmetric_lengths, floor=args.floor)
     _clear_default_scene()
     background = None if args.no_background or not clip or not Path(clip).exists() else str(Path(clip).resolve())
-    name = take_name_from_path(clip or args.take)
+    name = headless_live.take_name(args) if live else take_name_from_path(clip or args.take)
     out = Path(args.out) if args.out else Path.cwd() / f"{name}.blend"
     out.parent.mkdir(parents=True, exist_ok=True)
     if mesh is not None:

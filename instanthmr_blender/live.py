@@ -58,6 +58,7 @@ class LiveSettings:
     symmetric_lengths: bool = True
     take_fps: float = 30.0
     follow: int = -1  # the track id whose pose is solved; -1: the most prominent person (largest box)
+    solve_live: bool = True  # False: record only (headless), no per-frame pose solve competing with the models
 
     def check(self) -> None:
         """Raise LiveError naming the first setting out of range (then the capture settings' own check)."""
@@ -473,7 +474,7 @@ class LiveCapture:
                     (sequence, grab_time, persons, tracked), self._solve_slot = self._solve_slot, None
                 began = time.monotonic()
                 persons = list(persons)
-                followed = _followed(persons, self.follow)
+                followed = _followed(persons, self.follow) if self.settings.solve_live else None
                 if followed is not None:
                     # only the followed person is solved: on a CPU the per-frame solve costs as much as the models
                     solver = solvers.setdefault(followed.track_id,

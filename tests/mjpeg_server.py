@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 BOUNDARY = "instanthmrframe"
@@ -24,6 +23,8 @@ def encode_video(path: str | Path, *, max_frames: int | None = None, max_side: i
                  quality: int = 85) -> tuple[list[bytes], float, tuple[int, int]]:
     """The video's frames as JPEG bytes (optionally the first `max_frames`, scaled so the longer side is at most
     `max_side` px), its frame rate, and the served (H, W)."""
+    import cv2  # imported here: the real-Blender tier has OpenCV only once the extension is enabled
+
     capture = cv2.VideoCapture(str(path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     frames: list[bytes] = []
@@ -139,6 +140,8 @@ def unused_port() -> int:
 
 def solid_frames(count: int = 4, size: tuple[int, int] = (120, 160)) -> list[bytes]:
     """Small synthetic JPEG frames, for tests that only need a stream, not a person."""
+    import cv2
+
     frames = []
     for index in range(count):
         image = np.full((*size, 3), 40 * index % 255, np.uint8)
