@@ -242,3 +242,33 @@ def test_the_live_solve_reproduces_the_keypoints_directions():
         got = tails[0, b] - heads[0, b]
         cosine = wanted @ got / np.linalg.norm(wanted) / np.linalg.norm(got)
         assert np.degrees(np.arccos(min(cosine, 1.0))) < 0.5
+
+
+def test_only_the_followed_person_is_solved_and_follow_can_change_while_running(served, capture_settings,
+                                                                                 tmp_path):
+    from dataclasses import replace
+
+    two = (DetectorBox(0.3, 0.5, 0.3, 0.8, logit=3.0), DetectorBox(0.7, 0.5, 0.3, 0.8, logit=2.0))
+    settings = replace(capture_settings, max_persons=2,
+                       detector_model=str(build_rfdetr_model(tmp_path / "two.onnx", resolution=48, boxes=two)))
+    detector, hmr = build_models(settings)
+    with MjpegServer(served[0], served[1], lifetime=20) as server:
+        live = LiveCapture(settings_for(server.url, settings, follow=1), detector=detector, hmr=hmr).start()
+        try:
+            def solved(track_id):
+                pose = live.latest()
+                return pose is not None and len(pose.persons) == 2 and pose.person(track_id).quats is not None
+            assert wait_for(lambda: solved(1), 10), live.error
+            assert live.latest().person(0).quats is None
+            live.follow = 0
+            assert wait_for(lambda: solved(0), 10), live.error
+            assert live.latest().person(1).quats is None
+        finally:
+            live.stop()
+
+
+def test_live_settings_out_of_range_are_named():
+    with pytest.raises(LiveError, match="live setting timeout = 0 must be more than 0 seconds"):
+        LiveSettings("0", CaptureSettings(source=""), timeout=0).check()
+    with pytest.raises(LiveError, match="smoothing"):
+        LiveSettings("0", CaptureSettings(source=""), smoothing="heavy").check()
