@@ -113,6 +113,12 @@ def test_live_rig_follows_the_stream_and_a_recording_is_built_like_a_capture(liv
 
 def test_disabling_the_addon_or_loading_a_file_stops_live_capture(live_ops, served):
     mjpeg, (frames, fps, _) = served
+    status = bpy.context.window_manager.instanthmr_live_status
+    bpy.context.scene.instanthmr_live.source = f"http://127.0.0.1:{mjpeg.unused_port()}/video"
+    assert bpy.ops.instanthmr.live_start() == {"FINISHED"}
+    assert tick_until(live_ops, lambda: not live_ops.live_active(), seconds=10)
+    assert status.status.startswith("Live capture failed: stream http://127.0.0.1") and "unreachable" in status.status
+
     with mjpeg.MjpegServer(frames, fps, lifetime=60) as server:
         bpy.context.scene.instanthmr_live.source = server.url
         assert bpy.ops.instanthmr.live_start() == {"FINISHED"}
