@@ -6,7 +6,7 @@ import argparse
 import time
 
 from .instanthmr_blender.live import LiveError, LiveSettings, record_live
-from .instanthmr_blender.live_source import LiveSourceError, parse_source
+from .instanthmr_blender.live_source import LiveSource, LiveSourceError, parse_source
 
 # Errors whose message tells the user what to fix (the camera, the URL, the duration): exit status 2.
 INPUT_ERRORS = (LiveSourceError, LiveError)
@@ -69,10 +69,17 @@ def record(args, capture_settings, say):
                             solve_live=False)
     from .instanthmr_blender.pipeline import build_models
 
-    detector, hmr = build_models(capture_settings, log=lambda line: say(f"capture: {line}"))
+    # the source first: an absent camera or a wrong URL fails before the models are loaded
+    opened = LiveSource(settings.source, width=settings.width, height=settings.height, fps=settings.fps,
+                        timeout=settings.timeout)
+    try:
+        detector, hmr = build_models(capture_settings, log=lambda line: say(f"capture: {line}"))
+    except BaseException:
+        opened.close()
+        raise
     say(f"capture: recording from {'camera ' + str(source) if args.camera is not None else source} "
         f"for {args.duration:g} s")
-    recording = record_live(settings, args.duration, detector=detector, hmr=hmr,
+    recording = record_live(settings, args.duration, detector=detector, hmr=hmr, source=opened,
                             progress=lambda stats: say(f"capture: {stats.text()}"))
     take = recording.take
     if recording.error:

@@ -155,13 +155,15 @@ class _Window:
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.values)) if self.values else 0.0
+        values = list(self.values)  # one step under the GIL: another thread may be appending
+        return float(np.mean(values)) if values else 0.0
 
     def rate(self) -> float:
         """Events per second, when the values are event times."""
-        if len(self.values) < 2 or self.values[-1] <= self.values[0]:
+        values = list(self.values)
+        if len(values) < 2 or values[-1] <= values[0]:
             return 0.0
-        return (len(self.values) - 1) / (self.values[-1] - self.values[0])
+        return (len(values) - 1) / (values[-1] - values[0])
 
 
 class _FrameRecords:
@@ -307,8 +309,8 @@ class LiveCapture:
         return any(thread.is_alive() for thread in self._threads)
 
     def stop(self) -> None:
-        """Stop both threads and close the source. The processing thread finishes its current frame; the grabber
-        returns within the source's timeout at worst (a read cannot be interrupted)."""
+        """Stop the threads and close the source. The models and solve threads finish their current frame; the
+        grabber returns within the source's timeout at worst (a read cannot be interrupted)."""
         self._stop.set()
         with self._condition:
             self._condition.notify_all()
@@ -330,14 +332,14 @@ class LiveCapture:
 
     def stats(self) -> LiveStats:
         c = self._clocks
+        recording = self._recording
         return LiveStats(
             grabbed=self._grabbed, processed=self._processed, dropped=self._dropped, posed=self._posed,
             fps=self._ready_times.rate(),
             source_fps=self._grab_times.rate(), decode_ms=1000 * c["decode"].mean,
             detector_ms=1000 * c["detector"].mean, hmr_ms=1000 * c["hmr"].mean, solve_ms=1000 * c["solve"].mean,
             latency_ms=1000 * c["latency"].mean, applied_latency_ms=1000 * c["applied"].mean,
-            recording=self._recording is not None,
-            recorded_frames=len(self._recording) if self._recording is not None else 0,
+            recording=recording is not None, recorded_frames=len(recording) if recording is not None else 0,
         )
 
     # -- recording -----------------------------------------------------------------------------------------
@@ -509,15 +511,20 @@ class LiveRecording:
 
 def record_live(settings: LiveSettings, duration: float, *, detector: PersonDetector, hmr: InstantHMR,
                 progress: Callable[[LiveStats], None] | None = None,
-                cancel: threading.Event | None = None) -> LiveRecording:
-    """Open the source, record for `duration` seconds, stop, and return the take.
+                cancel: threading.Event | None = None, source: LiveSource | None = None) -> LiveRecording:
+    """Open the source (unless an open one is given), record for `duration` seconds, stop, return the take.
 
     The source failing to open raises LiveSourceError (nothing was done); a source dying mid-way ends the
     recording early: the frames recorded so far are kept and the error is returned with them."""
     if not duration > 0:
         raise LiveError(f"the recording duration must be more than 0 seconds, got {duration}")
-    live = LiveCapture(settings, detector=detector, hmr=hmr).start()
+    live = LiveCapture(settings, detector=detector, hmr=hmr, source=source).start()
     try:
+        # Frames that piled up in the connection while the models loaded arrive in a burst, and the models' first
+        # run is slow: recording starts with the first frame through the models, once the live capture keeps up.
+        warm_up = time.monotonic() + settings.timeout
+        while live.running and live.stats().processed < 2 and time.monotonic() < warm_up:
+            time.sleep(_WAIT_SECONDS)
         live.start_recording()
         began = time.monotonic()
         last_report = began
