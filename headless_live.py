@@ -34,10 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="frame rate of the recorded take (frames are placed by their camera time; default 30)")
 
 
+def is_live(args) -> bool:
+    """A capture from --camera or --stream (no clip to show behind the camera)."""
+    return args.camera is not None or args.stream is not None
+
+
 def check_arguments(args, usage_error: type[Exception]) -> bool:
     """True for a live capture; raises usage_error for conflicting or out-of-range live options."""
-    live = args.camera is not None or args.stream is not None
-    if not live:
+    if not is_live(args):
         return False
     if args.camera is not None and args.stream is not None:
         raise usage_error("give either --camera or --stream, not both")
