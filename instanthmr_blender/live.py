@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import filters, ground
 from .detector import PersonDetector
-from .hmr import InstantHMR, implicit_camera
+from .hmr import InstantHMR
 from .live_source import LiveSource, LiveSourceError
 from .pipeline import _USER_ERRORS, CaptureSettings, Frame, process_frame
-from .solve import RigRest, SolveError, build_rest, solve_pose
+from .provenance import model_provenance
+from .solve import RigRest, SolveError, build_rest, ground, smooth, solve_pose
 from .take import Take, TakeBuilder
 from .tracking import PersonTracker, TrackerSettings
 
@@ -66,7 +66,7 @@ class LiveSettings:
             ("timeout", self.timeout > 0, "more than 0 seconds"),
             ("calibration_frames", self.calibration_frames >= 1, "1 or more"),
             ("take_fps", self.take_fps > 0, "more than 0"),
-            ("smoothing", self.smoothing in filters.SMOOTHING_LEVELS, f"one of {filters.SMOOTHING_LEVELS}"),
+            ("smoothing", self.smoothing in smooth.SMOOTHING_LEVELS, f"one of {smooth.SMOOTHING_LEVELS}"),
             ("width", self.width >= 0 and self.height >= 0 and self.fps >= 0, "0 (the default) or more"),
         ]
         for name, ok, wanted in rules:
@@ -196,7 +196,7 @@ class LivePersonSolver:
         self.rest: RigRest | None = None
         self.spine_lengths: tuple[float, float] = (0.0, 0.0)
         self.camera: np.ndarray | None = None
-        self.filter = None if settings.smoothing == "off" else filters.keypoint_stream(settings.smoothing)
+        self.filter = None if settings.smoothing == "off" else smooth.keypoint_stream(settings.smoothing)
         self.last_time: float | None = None
         self.quats: np.ndarray | None = None
         self.root_location = np.zeros(3)
@@ -281,6 +281,7 @@ class LiveCapture:
         self._latest: LivePose | None = None
         self._recording: list[tuple[float, dict]] | None = None
         self._camera: np.ndarray | None = None
+        self._model_info: dict | None = None
         self.picks: deque[tuple[int, int]] = deque(maxlen=10000)  # (processed sequence, newest grabbed) per frame
         self._clocks = {name: _Window() for name in ("decode", "detector", "hmr", "solve", "latency", "applied")}
         self._ready_times, self._grab_times = _Window(), _Window()
@@ -295,7 +296,8 @@ class LiveCapture:
             self.source = LiveSource(s.source, width=s.width, height=s.height, fps=s.fps, timeout=s.timeout)
         info = self.source.info
         self.image_size = (info.height, info.width)
-        self.focal_length, self.principal_point = implicit_camera(self.image_size)
+        # The same camera as an offline capture's: the user's lens, else the graph's own convention.
+        self.capture_camera = self.hmr.camera(self.image_size)
         self._last_grab = time.monotonic()
         self._threads = [threading.Thread(target=self._grab, name="instanthmr-live-grab", daemon=True),
                          threading.Thread(target=self._process, name="instanthmr-live-models", daemon=True),
@@ -359,8 +361,11 @@ class LiveCapture:
         if not recorded:
             raise LiveError("nothing was recorded: start recording while the live capture runs, and record longer")
         frames, kept = take_columns(np.array([t for t, _ in recorded]), self.settings.take_fps)
-        builder = TakeBuilder(self.settings.take_fps, self.image_size, self.focal_length, self.principal_point,
-                              source=self.source.info.name)
+        if self._model_info is None:  # hashing the model file takes a moment: once, at the first recording
+            self._model_info = model_provenance(self.hmr.model_path, self.hmr.graph, self.capture_camera)
+        camera = self.capture_camera
+        builder = TakeBuilder(self.settings.take_fps, self.image_size, camera.focal_length, camera.principal_point,
+                              source=self.source.info.name, model_info=self._model_info)
         for frame, sample in zip(frames, kept):
             builder.add_frame(int(frame))
             for track_id, values in recorded[sample][1].items():

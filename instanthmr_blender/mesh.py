@@ -12,7 +12,7 @@ Units and axes. The module returns vertices in cm, MHR-native axes (Y up, body f
 left); OpenCV camera axes are `(x, -y, -z) / 100`. The root translation `model_params[0:3]` is set to 0, so
 the module gives the body around the MHR rig origin, and `cam_trans` (metres, camera axes) is added here in
 float64: that is exactly how InstantHMR's `joints_3d + cam_trans` are placed, independent of the module's
-translation units. World space is the rig's: `camera_to_world` of ground.py. Identity is each person's
+translation units. World space is the rig's: `camera_to_world` of solve/ground.py. Identity is each person's
 `shape_params`, median over the take's valid frames (one body shape, no flicker); expression is 0.
 """
 

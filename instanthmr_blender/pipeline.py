@@ -19,7 +19,9 @@ import numpy as np
 
 from .detector import Detections, OnnxRFDETR, PersonDetector, TorchRFDETR
 from .frames import FrameSourceError, open_source
-from .hmr import InstantHMR, implicit_camera
+from .hmr import InstantHMR
+from .lens import DEFAULT_SENSOR_WIDTH_MM, Lens, LensError
+from .provenance import model_provenance
 from .runtime import ModelError
 from .take import Take, TakeBuilder, TakeError
 from .tracking import PersonTracker, TrackerSettings, box_iou, keypoint_confidence
@@ -27,7 +29,7 @@ from .tracking import PersonTracker, TrackerSettings, box_iou, keypoint_confiden
 #: How long a blocked queue operation waits before looking at the stop/cancel flags again, seconds.
 _POLL_SECONDS = 0.02
 #: Errors whose message already tells the user what to do: passed through unchanged.
-_USER_ERRORS = (FrameSourceError, ModelError, TakeError)
+_USER_ERRORS = (FrameSourceError, ModelError, TakeError, LensError)
 
 
 class CaptureCancelled(Exception):
@@ -62,6 +64,14 @@ class CaptureSettings:
     device: str = "auto"
     threads: int = 0  # intra-op threads per model; 0 lets onnxruntime decide
     queue_frames: int = 8  # decoded frames buffered ahead of the models
+    # A known camera lens (hmr_graph.capture_camera says what it changes per graph kind); None: the model's own.
+    focal_px: float | None = None
+    lens_mm: float | None = None
+    sensor_width_mm: float = DEFAULT_SENSOR_WIDTH_MM
+
+    @property
+    def lens(self) -> Lens:
+        return Lens(self.focal_px, self.lens_mm, self.sensor_width_mm)
 
     def check(self) -> None:
         """Raise CaptureError naming the first setting out of range."""
@@ -79,6 +89,7 @@ class CaptureSettings:
         for name, ok, wanted in rules:
             if not ok:
                 raise CaptureError(f"capture setting {name} = {getattr(self, name)!r} must be {wanted}")
+        self.lens.check()
 
 
 @dataclass(frozen=True)
@@ -365,8 +376,11 @@ def run_capture(
         info = source.info
         frames_total = source.count(settings.start, settings.end, settings.step)
         image_size = (info.height, info.width)
-        focal, principal_point = implicit_camera(image_size)
-        builder = TakeBuilder(info.fps, image_size, focal, principal_point, source=os.path.abspath(info.path))
+        # The take's camera is the one the model's results live in: the user's lens, else the graph's own.
+        camera = hmr.camera(image_size)
+        builder = TakeBuilder(info.fps, image_size, camera.focal_length, camera.principal_point,
+                              source=os.path.abspath(info.path),
+                              model_info=model_provenance(hmr.model_path, hmr.graph, camera))
         record = _Recorder(builder)
         hmr_clock = _StageClock()
         workers = _Workers(source, settings, detector)
@@ -526,6 +540,7 @@ def build_models(
         max_batch=settings.max_persons + 1,
         one_at_a_time=not settings.batch_persons,
         threads=settings.threads,
+        lens=settings.lens,
         log=log,
     )
     return detector, hmr

@@ -20,6 +20,7 @@ from ..instanthmr_blender.take import TakeError, save_take
 from ..scene import naming, workflow
 from ..scene.build import take_name_from_path
 from ..ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_folder, model_path
+from ..ui.properties import lens_settings
 from .worker import WorkerJob
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ def model_settings(context, source: str) -> CaptureSettings:
         min_track_length=scene_settings.min_track_length,
         device=device or "auto",
         threads=prefs.threads,
+        **lens_settings(scene_settings),
     )
 
 

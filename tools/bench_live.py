@@ -27,10 +27,9 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the engine and tests.* as top-level packages (see bench_pipeline.py)
 
-from instanthmr_blender import ground  # noqa: E402
 from instanthmr_blender.live import LiveCapture, LiveSettings  # noqa: E402
 from instanthmr_blender.pipeline import CaptureSettings, build_models  # noqa: E402
-from instanthmr_blender.solve import build_rest, solve_pose  # noqa: E402
+from instanthmr_blender.solve import build_rest, ground, solve_pose  # noqa: E402
 from tests.contract_models import (  # noqa: E402
     DetectorBox,
     build_instanthmr_model,
@@ -52,7 +51,9 @@ class Delayed:
 
     def __init__(self, inner, milliseconds: float, method: str) -> None:
         self.inner, self.seconds, self.method = inner, milliseconds / 1000.0, method
-        self.confidence = getattr(inner, "confidence", None)
+
+    def __getattr__(self, name):  # the camera, the graph, the confidence: the wrapped model's
+        return getattr(self.inner, name)
 
     def detect(self, frames_rgb):
         time.sleep(self.seconds)

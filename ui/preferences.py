@@ -1,5 +1,5 @@
-"""Add-on preferences: where the model files live (a folder, or one path per model), downloads, default device,
-threads."""
+"""Add-on preferences: which InstantHMR model (size and fit level, with its licence and accuracy), where the model
+files live (a folder, or one path per model), downloads, default device, threads."""
 
 import functools
 from pathlib import Path
@@ -9,8 +9,33 @@ import bpy
 # The extension's own package (`bl_ext.<repo>.instanthmr`): preferences are keyed by it, never by a literal.
 ADDON_PACKAGE = __package__.rpartition(".")[0]
 
-# Models the capture needs, in the engine's registry; the detector file depends on the chosen variant.
-DOWNLOADABLE_MODELS = ("instanthmr", "rfdetr-nano")
+# The detector the capture downloads (the ONNX backend's default variant).
+DETECTOR_MODEL = "rfdetr-nano"
+
+
+def _registry():
+    from ..instanthmr_blender.model_registry import registry
+
+    return registry()
+
+
+def _size_items(self, context):
+    items = []
+    for size, about in _registry().sizes.items():
+        parameters = f", {about['parameters_m']:g} M parameters" if about["parameters_m"] else ""
+        licence = _registry().choose(size, 0).licence.text
+        items.append((size, about["label"], f"{about['backbone']}{parameters}. {licence}"))
+    _size_items.cache = items  # Blender needs the strings kept alive while the enum is shown
+    return items
+
+
+FIT_ITEMS = [
+    ("0", "No fit", "The network's own pose (v1.0 / v1.0.1 files)"),
+    ("1", "Fit, 1 crop", "v1.1: a kinematic fit inside the graph against the network's 2D keypoints, 1 crop "
+     "per person"),
+    ("2", "Fit, 2 crops", "v1.1: the same fit on 2 crops per person (refused at load if its graph needs two crop "
+     "inputs)"),
+]
 
 
 def _device_items(self, context):
@@ -25,6 +50,12 @@ def _device_items(self, context):
 class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
 
+    hmr_size: bpy.props.EnumProperty(
+        name="InstantHMR size", items=_size_items,
+        description="Which published InstantHMR model the capture uses (the first release is instanthmr.onnx)")
+    hmr_fit: bpy.props.EnumProperty(
+        name="Fit level", items=FIT_ITEMS, default="0",
+        description="v1.1 graphs refine each pose with a kinematic fit inside the graph (the HGNetV2 sizes only)")
     model_folder: bpy.props.StringProperty(
         name="Model folder",
         description="Folder holding the model files. Empty: the extension's own user folder "
@@ -34,7 +65,8 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
     )
     instanthmr_path: bpy.props.StringProperty(
         name="InstantHMR model",
-        description="Path of instanthmr.onnx. Empty: look for it in the model folder",
+        description="Path of an InstantHMR .onnx file (overrides the size and fit level). Empty: the chosen "
+        "model's file in the model folder",
         subtype="FILE_PATH",
         default="",
     )
@@ -67,12 +99,13 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
 
     def draw(self, context):
         layout = self.layout
+        draw_model_choice(self, layout.box())
         layout.prop(self, "model_folder")
         layout.label(text=f"In use: {model_folder(self)}", icon="FILE_FOLDER")
         layout.prop(self, "instanthmr_path")
         layout.prop(self, "detector_path")
         column = layout.column(align=True)
-        for name, path in (("InstantHMR", model_path(self, "instanthmr")),
+        for name, path in (("InstantHMR", hmr_model_path(self)),
                            ("Detector", detector_model_path(self, "nano"))):
             if path.is_file():
                 column.label(text=f"{name}: {path}", icon="CHECKMARK")
@@ -99,6 +132,45 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
         if not mesh_available(self):
             box.label(text="No PyTorch in Blender's Python: point 'Python for the body mesh' at a Python with "
                       "torch installed", icon="INFO")
+
+
+def draw_model_choice(prefs, layout) -> None:
+    """Size and fit level, with the chosen file's licence (and its link), accuracy and source next to them."""
+    row = layout.row()
+    row.prop(prefs, "hmr_size")
+    if prefs.hmr_size != "first_release":
+        row.prop(prefs, "hmr_fit")
+    model = chosen_hmr_model(prefs)
+    column = layout.column(align=True)
+    column.label(text=f"{model.file}: {model.backbone}"
+                 + (f", {model.parameters_m:g} M parameters" if model.parameters_m else ""), icon="FILE")
+    column.label(text=f"Accuracy: {model.accuracy_text()}", icon="SORTTIME")
+    icon = {True: "CHECKMARK", False: "LOCKED", None: "QUESTION"}[model.licence.commercial_use]
+    column.label(text=f"Licence: {model.licence.text}", icon=icon)
+    row = column.row()
+    row.operator("wm.url_open", text="Read the licence (model card)", icon="URL").url = model.licence.url
+    column.label(text=f"Source: {model.source}; SHA-256 "
+                 + ("pinned" if model.sha256 else "recorded on first download"))
+    if prefs.instanthmr_path:
+        column.label(text="The InstantHMR model path below overrides this choice", icon="INFO")
+
+
+def chosen_hmr_model(prefs):
+    """The registry entry of the chosen size and fit level (the first release has fit 0 only)."""
+    fit = 0 if prefs.hmr_size == "first_release" else int(prefs.hmr_fit)
+    return _registry().choose(prefs.hmr_size, fit)
+
+
+def capture_model_names(prefs) -> list[str]:
+    """The downloadable models a capture with these preferences needs (InstantHMR as chosen, the detector)."""
+    return [chosen_hmr_model(prefs).name, DETECTOR_MODEL]
+
+
+def hmr_model_path(prefs) -> Path:
+    """The InstantHMR file a capture loads: its own preference when set, else the chosen model in the folder."""
+    if prefs.instanthmr_path:
+        return Path(bpy.path.abspath(prefs.instanthmr_path))
+    return model_folder(prefs) / chosen_hmr_model(prefs).file
 
 
 def mesh_available(prefs: INSTANTHMR_AP_preferences) -> bool:
@@ -130,12 +202,12 @@ def model_folder(prefs: INSTANTHMR_AP_preferences, *, create: bool = False) -> P
 
 
 def model_path(prefs: INSTANTHMR_AP_preferences, name: str) -> Path:
-    """Where model `name` of the engine's registry is expected: its own preference for InstantHMR when set,
-    else its file name in the model folder."""
+    """Where model `name` of the engine's registry is expected: "instanthmr" means the chosen InstantHMR model
+    (`hmr_model_path`); any other name, its file name in the model folder."""
     from ..instanthmr_blender.model_files import KNOWN_MODELS
 
-    if name == "instanthmr" and prefs.instanthmr_path:
-        return Path(bpy.path.abspath(prefs.instanthmr_path))
+    if name == "instanthmr":
+        return hmr_model_path(prefs)
     return model_folder(prefs) / KNOWN_MODELS[name].filename
 
 

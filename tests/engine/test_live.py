@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pytest
 
-from instanthmr_blender import filters, ground
 from instanthmr_blender.live import (
     LiveCapture,
     LiveError,
@@ -20,7 +19,8 @@ from instanthmr_blender.live import (
 from instanthmr_blender.live_source import LiveSource, LiveSourceError, parse_source
 from instanthmr_blender.pipeline import CaptureSettings, build_models
 from instanthmr_blender.skeleton import BONE_INDEX, CAPTURE_RIG, MHR70_INDEX
-from instanthmr_blender.solve import forward_kinematics
+from instanthmr_blender.solve import forward_kinematics, ground
+from instanthmr_blender.solve import smooth as filters
 from tests.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model, load_sample_pose
 from tests.mjpeg_server import MjpegServer, encode_video, solid_frames, unused_port
 
@@ -56,6 +56,9 @@ class SlowHMR:
     def predict(self, frame_rgb, boxes):
         time.sleep(self.delay)
         return self.inner.predict(frame_rgb, boxes)
+
+    def __getattr__(self, name):  # the camera, the graph, the model path: the wrapped model's
+        return getattr(self.inner, name)
 
 
 def live_threads():
@@ -177,6 +180,10 @@ def test_recording_gives_a_take_whose_timing_matches_the_stream(served, capture_
     assert abs(take_seconds - served_seconds) < 0.25, (take_seconds, served_seconds)
     assert take.valid.sum() >= 10 and np.all(np.diff(take.frames) > 0)
     assert take.image_size == served[2] and take.source.startswith("stream http://127.0.0.1")
+    # the camera and the provenance of an offline capture: the model's own camera, the file that made the take
+    camera = models[1].camera(served[2])
+    assert (take.focal_length, take.principal_point) == (camera.focal_length, camera.principal_point)
+    assert take.model_info["file"] == models[1].model_path.name and len(take.model_info["sha256"]) == 64
     with pytest.raises(LiveError, match="nothing was recorded"):
         live.stop_recording()
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instanthmr_blender import ground, mesh, mesh_worker
+from instanthmr_blender import mesh, mesh_worker
 from instanthmr_blender.model_files import ModelDownloadError
+from instanthmr_blender.solve import ground
 from instanthmr_blender.take import Take
 from tests import mhr_stub
 

@@ -1,5 +1,13 @@
-"""Smoothing of keypoint tracks: a vectorised One-Euro filter, a zero-lag forward-backward variant, and
-per-bone-group presets for the `smoothing = "off"|"light"|"medium"|"strong"` setting.
+"""The smooth stage: a vectorised One-Euro filter, a zero-lag forward-backward variant, per-bone-group presets
+for the `smoothing = "off"|"light"|"medium"|"strong"` setting, and the camera-aware smoothing the solve runs.
+
+`smooth_camera_keypoints` is what the solve uses: outliers are first replaced by their neighbours' median
+(so they are not averaged into them), then every keypoint is split into where it is in the image (its
+camera ray) and how far along that ray: the image position is what the 2D evidence pins down and is
+smoothed like any keypoint; the hips' depth is smoothed `ROOT_DEPTH_SCALE` times harder and every other
+keypoint's depth relative to the hips `DEPTH_SCALE` times harder, because a monocular network's depth is
+its noisiest axis (4-5x the lateral noise on real output). Settings are per second, so 30 and 60 fps
+takes are smoothed alike.
 """
 
 from __future__ import annotations
@@ -9,7 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .skeleton import KEYPOINT_GROUPS
+from ..skeleton import KEYPOINT_GROUPS, MHR70_INDEX, NUM_KEYPOINTS
+
+_HIP_KEYPOINTS = (MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"])
 
 SMOOTHING_LEVELS = ("off", "light", "medium", "strong")
 SMOOTHING_METHODS = ("one_euro", "zero_lag")
@@ -161,6 +171,104 @@ def keypoint_params(strength: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def keypoint_stream(strength: str) -> OneEuroStream:
     """A live (causal) One-Euro filter for (70, 3) keypoint samples with the per-bone-group settings."""
     return OneEuroStream((len(KEYPOINT_GROUPS), 3), *keypoint_params(strength))
+
+
+# How much harder depth is smoothed than the image position: the resting cutoff is divided by these.
+DEPTH_SCALE = 2.0
+ROOT_DEPTH_SCALE = 4.0
+# Depth's speed estimate is mostly noise: its speed response (beta) is divided by this.
+DEPTH_BETA_SCALE = 3.0
+# Outlier rejection before smoothing: a sample further than this many median absolute deviations from the
+# median of its +-HAMPEL_SECONDS window is replaced by that median.
+HAMPEL_SECONDS = 0.1
+HAMPEL_MULTIPLE = 4.0
+
+
+def reject_outliers(signal: np.ndarray, fps: float, seconds: float = HAMPEL_SECONDS, multiple: float = HAMPEL_MULTIPLE):
+    """Hampel filter along axis 0 around the local trend: (F, ...) -> (F, ...) float64.
+
+    In each +-seconds window the trend is the robust slope (median of the symmetric differences) through the
+    sample; a sample further than `multiple` scaled median absolute deviations from the window's detrended
+    median is replaced by that median, so a spike on a fast-moving keypoint is caught as well as on a still
+    one. NaN stays NaN (and is ignored)."""
+    x = np.asarray(signal, dtype=np.float64)
+    # 2 to 6 samples each side: enough for the 1-2 frame spikes the clean stage leaves, cheap at 120 fps.
+    radius = int(np.clip(round(seconds * fps), 2, 6))
+    if x.shape[0] < 2 * radius + 1:
+        return x.copy()
+    pad = np.full((radius,) + x.shape[1:], np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([pad, x, pad]), 2 * radius + 1, axis=0)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    steps = np.arange(1, radius + 1)
+    slopes = (windows[..., radius + steps] - windows[..., radius - steps]) / (2.0 * steps)
+    slope = np.nan_to_num(_window_median(slopes), nan=0.0)
+    detrended = windows - slope[..., None] * offsets
+    median = _window_median(detrended)
+    spread = 1.4826 * _window_median(np.abs(detrended - median[..., None]))
+    outlier = np.abs(x - median) > multiple * np.maximum(spread, 1e-6)
+    return np.where(outlier & np.isfinite(median), median, x)
+
+
+def _window_median(windows: np.ndarray) -> np.ndarray:
+    """Median over the last axis ignoring NaN (NaN where a window has none): sorting puts NaN last, so the
+    median sits at the middle of each window's finite count (much faster than np.nanmedian)."""
+    ordered = np.sort(windows, axis=-1)
+    count = np.isfinite(windows).sum(axis=-1)
+    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], axis=-1)[..., 0]
+    high = np.take_along_axis(ordered, np.maximum(count // 2, 0)[..., None], axis=-1)[..., 0]
+    return np.where(count > 0, 0.5 * (low + high), np.nan)
+
+
+def smooth_camera_keypoints(
+    joints_cam: np.ndarray, fps: float, strength: str = "medium", method: str = "zero_lag"
+) -> np.ndarray:
+    """Smooth camera-space keypoints (F, 70, 3) (metres, OpenCV axes, NaN where absent) as described in the
+    module docstring. Returns (F, 70, 3) float64, NaN where the input was NaN; "off" returns a copy."""
+    joints = np.array(joints_cam, dtype=np.float64, copy=True)
+    if method not in SMOOTHING_METHODS:
+        raise FilterError(f"smoothing method {method!r} is not one of {SMOOTHING_METHODS}")
+    if strength == "off":
+        return joints
+    params = group_params(strength)
+    min_cutoff = np.array([params[group].min_cutoff for group in KEYPOINT_GROUPS])
+    beta = np.array([params[group].beta for group in KEYPOINT_GROUPS])
+    d_cutoff = np.array([params[group].d_cutoff for group in KEYPOINT_GROUPS])
+    run = one_euro if method == "one_euro" else one_euro_zero_lag
+    depth = joints[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ray = joints[..., :2] / depth[..., None]
+    ray = np.where(depth[..., None] > 1e-6, ray, np.nan)
+    root = depth[:, list(_HIP_KEYPOINTS)].mean(axis=1)  # NaN unless both hips are known
+    root = _fill_linear(root)
+    relative = depth - root[:, None]
+    count = len(joints)
+    # Every channel in one array, so the filters run once: ray x and y (70 each), relative depth (70), root.
+    channels = np.concatenate([ray.reshape(count, -1), relative, root[:, None]], axis=1)
+    channels = reject_outliers(channels, fps)
+    # Image position: the group settings (beta is per metre of speed: across the image that is per metre /
+    # distance of ray speed); along the ray: slower, with a damped speed response; the root slowest.
+    distance = float(np.nanmedian(root)) if np.isfinite(root).any() else 1.0
+    root_params = params["root"]
+    cutoffs = np.concatenate([np.repeat(min_cutoff, 2), min_cutoff / DEPTH_SCALE,
+                              [root_params.min_cutoff / ROOT_DEPTH_SCALE]])  # fmt: skip
+    betas = np.concatenate([np.repeat(beta, 2) * max(distance, 0.1), beta / DEPTH_BETA_SCALE,
+                            [root_params.beta / DEPTH_BETA_SCALE]])  # fmt: skip
+    d_cutoffs = np.concatenate([np.repeat(d_cutoff, 2), d_cutoff, [root_params.d_cutoff]])
+    channels = run(channels, fps, cutoffs, betas, d_cutoffs)
+    ray = channels[:, : 2 * NUM_KEYPOINTS].reshape(count, NUM_KEYPOINTS, 2)
+    relative = channels[:, 2 * NUM_KEYPOINTS : 3 * NUM_KEYPOINTS]
+    root = channels[:, -1]
+    depth = root[:, None] + relative
+    out = np.concatenate([ray * depth[..., None], depth[..., None]], axis=-1)
+    return np.where(np.isfinite(joints), out, np.nan)
+
+
+def _fill_linear(values: np.ndarray) -> np.ndarray:
+    """(F,) with NaN runs between known samples interpolated and the ends held (for a reference track)."""
+    known = np.flatnonzero(np.isfinite(values))
+    if len(known) == 0:
+        return values.copy()
+    return np.interp(np.arange(len(values)), known, values[known])
 
 
 def gaussian_smooth(signal: np.ndarray, sigma_frames: float) -> np.ndarray:
