@@ -23,7 +23,8 @@ from .hmr import InstantHMR
 from .live_source import LiveSource, LiveSourceError
 from .pipeline import _USER_ERRORS, CaptureSettings, Frame, process_frame
 from .provenance import model_provenance
-from .solve import RigRest, SolveError, build_rest, ground, smooth, solve_pose
+from .solve import RigRest, SolveError, build_rest, ground, smooth
+from .solve.frame_solve import FramePoseSolver
 from .take import Take, TakeBuilder
 from .tracking import PersonTracker, TrackerSettings
 
@@ -185,7 +186,9 @@ class _FrameRecords:
 
 class LivePersonSolver:
     """One person's live pose: the first `calibration_frames` frames fix the rig (bone lengths from their median
-    keypoints), then every frame is filtered (causal One-Euro, at the frames' real spacing) and solved on its own.
+    keypoints), then every frame is filtered (causal One-Euro, at the frames' real spacing) and solved on its own
+    by the fast one-frame solve (solve.frame_solve: the offline solve's rotations for that frame, in about a
+    millisecond), set up once per calibrated rig.
 
     camera_matrix_world: a callable giving the shared camera placement (fixed by the first calibration)."""
 
@@ -194,7 +197,7 @@ class LivePersonSolver:
         self.camera_matrix_world = camera_matrix_world
         self.calibration: list[tuple[float, np.ndarray]] = []
         self.rest: RigRest | None = None
-        self.spine_lengths: tuple[float, float] = (0.0, 0.0)
+        self.frame_solver: FramePoseSolver | None = None
         self.camera: np.ndarray | None = None
         self.filter = None if settings.smoothing == "off" else smooth.keypoint_stream(settings.smoothing)
         self.last_time: float | None = None
@@ -215,13 +218,13 @@ class LivePersonSolver:
         self.last_time = grab_time
         if self.filter is not None:
             world = self.filter.step(world, dt)
-        quats, root_location, keyed, root_keyed = solve_pose(self.rest, world[None], self.spine_lengths, 0, 1.0 / dt)
+        quats, root_location, keyed, root_keyed = self.frame_solver.solve(world)
         if self.quats is None:
-            self.quats = quats[0]
+            self.quats = quats
         # bones not seen in this frame hold their last rotation instead of snapping to the rest pose
-        self.quats = np.where(keyed[0][:, None], quats[0], self.quats)
-        if root_keyed[0]:
-            self.root_location = root_location[0]
+        self.quats = np.where(keyed[:, None], quats, self.quats)
+        if root_keyed:
+            self.root_location = root_location
         return self.quats.copy(), self.root_location.copy()
 
     def _calibrate(self) -> bool:
@@ -234,7 +237,7 @@ class LivePersonSolver:
             self.rest, spine = build_rest(world, rate, symmetric_lengths=self.settings.symmetric_lengths)
         except SolveError:
             return False
-        self.spine_lengths = spine["spine_lengths"]
+        self.frame_solver = FramePoseSolver(self.rest, spine["spine_lengths"])
         self.calibration = []
         return True
 

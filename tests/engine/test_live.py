@@ -19,10 +19,12 @@ from instanthmr_blender.live import (
 from instanthmr_blender.live_source import LiveSource, LiveSourceError, parse_source
 from instanthmr_blender.pipeline import CaptureSettings, build_models
 from instanthmr_blender.skeleton import BONE_INDEX, CAPTURE_RIG, MHR70_INDEX
-from instanthmr_blender.solve import forward_kinematics, ground
+from instanthmr_blender.solve import build_rest, forward_kinematics, ground, solve_pose
 from instanthmr_blender.solve import smooth as filters
+from instanthmr_blender.solve.frame_solve import FramePoseSolver
 from tests.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model, load_sample_pose
 from tests.mjpeg_server import MjpegServer, encode_video, solid_frames, unused_port
+from tests.realnet_take import realnet_take
 
 TIMEOUT = 1.5  # seconds: the live source's open / read timeout in these tests
 
@@ -228,6 +230,54 @@ def test_the_streaming_one_euro_filter_is_the_causal_filter():
     live = np.stack([stream.step(sample, 1 / 30) for sample in signal])
     offline = filters.smooth_keypoints(signal, 30, "medium", "one_euro")
     assert np.allclose(live, offline, equal_nan=True)
+
+
+def _realnet_world(fixtures_dir, step):
+    """The real-network take's person in world space (its own floor), every `step`-th of its 60 frames a second
+    (the reference solve costs 40-150 ms a frame: the tests take few)."""
+    take = realnet_take(fixtures_dir, step)
+    joints = np.where(take.valid[0][:, None, None], take.joints_cam[0].astype(np.float64), np.nan)
+    return ground.camera_to_world(joints, ground.estimate_floor(joints[None]).camera_matrix_world)
+
+
+def test_the_fast_frame_solve_is_the_offline_solve_of_that_frame(fixtures_dir):
+    # real-network keypoints (body, feet, knuckles; fingers absent) and the full 70 keypoints of the sample pose
+    # with keypoints removed at random, so every fallback is taken (eyes for ears, shoulders for the neck, the
+    # next side reference, bones unknown in the frame)
+    realnet = _realnet_world(fixtures_dir, 3)
+    sample = ground.camera_to_world(load_sample_pose().joints_3d.astype(np.float64) + [0.1, 0.0, 3.0], np.eye(4))
+    rng = np.random.default_rng(5)
+    holes = np.repeat(sample[None], 20, axis=0) + rng.normal(0, 0.02, (20, 70, 3))
+    holes[rng.random((20, 70)) < 0.15] = np.nan
+    for world in (realnet, holes):
+        rest, spine = build_rest(world, 30.0, symmetric_lengths=False)
+        fast = FramePoseSolver(rest, spine["spine_lengths"])
+        for frame in range(len(world)):
+            quats, root, keyed, root_keyed = solve_pose(rest, world[frame : frame + 1], spine["spine_lengths"], 0, 30)
+            got = fast.solve(world[frame])
+            assert np.array_equal(got[2], keyed[0]) and got[3] == root_keyed[0]
+            assert np.allclose(got[0], quats[0], atol=1e-9) and np.allclose(got[1], root[0], atol=1e-9), frame
+    assert 0 < keyed.sum() < keyed.size  # some bones were unknown in the last frame with holes
+
+
+def test_the_live_pose_is_the_offline_solve_with_smoothing_off(fixtures_dir):
+    world = _realnet_world(fixtures_dir, 2)
+    camera = np.eye(4)
+    joints_cam = ground.world_to_camera(world, camera)
+    settings = LiveSettings("0", CaptureSettings(source=""), smoothing="off", calibration_frames=10)
+    solver = LivePersonSolver(settings, lambda _: camera)
+    held = None
+    for frame in range(len(world)):
+        solved = solver.update(joints_cam[frame], frame / 30.0)
+        if solved is None:
+            continue
+        quats, root, keyed, root_keyed = solve_pose(solver.rest, ground.camera_to_world(joints_cam[frame : frame + 1],
+                                                    camera), solver.frame_solver.spine_lengths, 0, 30.0)
+        held = quats[0] if held is None else np.where(keyed[0][:, None], quats[0], held)  # unseen bones hold
+        assert np.allclose(solved[0], held, atol=1e-9), frame
+        if root_keyed[0]:
+            assert np.allclose(solved[1], root[0], atol=1e-9), frame
+    assert held is not None and solver.rest is not None
 
 
 def test_the_live_solve_reproduces_the_keypoints_directions():
