@@ -10,6 +10,10 @@ almost no compute), so the figures measure everything around the networks. `--si
 milliseconds per detector run / per InstantHMR frame (a sleep, which releases the GIL as ONNX Runtime does), to see
 how the live pipeline behaves with the real networks' cost: an estimate from given stage costs, not a measurement
 of the real networks. The server runs in this process (its pre-encoded frames cost little to send).
+
+`--solve fast reference` runs every row twice: with live's one-frame fast path (`solve/frame_solve.py`) and with
+the reference it replaces (the offline `solve_pose` on a one-frame clip, what live ran before), so the two compare
+under the same load. The per-frame solve costs are also measured alone, both interleaved frame by frame.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the engine and tests.* as top-level packages (see bench_pipeline.py)
 
-from instanthmr_blender.live import LiveCapture, LiveSettings  # noqa: E402
+from instanthmr_blender import live as live_module  # noqa: E402
+from instanthmr_blender.live import LiveCapture, LivePersonSolver, LiveSettings  # noqa: E402
 from instanthmr_blender.pipeline import CaptureSettings, build_models  # noqa: E402
 from instanthmr_blender.solve import build_rest, ground, solve_pose  # noqa: E402
+from instanthmr_blender.solve.frame_solve import FramePoseSolver  # noqa: E402
 from tests.contract_models import (  # noqa: E402
     DetectorBox,
     build_instanthmr_model,
@@ -64,6 +70,17 @@ class Delayed:
         return self.inner.predict(frame_rgb, boxes)
 
 
+class ReferenceFrameSolver(FramePoseSolver):
+    """What live solved each frame with before the fast path: the offline solve_pose on a one-frame clip."""
+
+    def solve(self, keypoints_world):
+        quats, root, keyed, root_keyed = solve_pose(self.rest, keypoints_world[None], self.spine_lengths, 0, 30.0)
+        return quats[0], root[0], keyed[0], bool(root_keyed[0])
+
+
+SOLVERS = {"fast": FramePoseSolver, "reference": ReferenceFrameSolver}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", nargs="+", default=list(CLIPS), help="fixture clips (default: all three)")
@@ -76,10 +93,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--simulate-ms", type=float, nargs=2, default=(0.0, 0.0), metavar=("DET", "HMR"),
                         help="extra milliseconds per detector run and per InstantHMR frame (default 0 0)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per model (default 1)")
+    parser.add_argument("--solve", nargs="+", choices=tuple(SOLVERS), default=["fast", "reference"],
+                        help="live per-frame solves to run every row with (default: both, fast first)")
+    parser.add_argument("--solve-frames", type=int, default=60, help="frames for the solve-alone figures")
     return parser.parse_args(argv)
 
 
-def run_one(args, clip: Path, stride: int, folder: Path, served) -> dict:
+def run_one(args, clip: Path, stride: int, folder: Path, served, solve: str) -> dict:
     frames, _, size = served
     detector_file = build_rfdetr_model(folder / "rfdetr.onnx", resolution=384, boxes=STAND_IN_PEOPLE[: args.people])
     hmr_file = build_instanthmr_model(folder / f"hmr_{size[0]}x{size[1]}.onnx", image_size=size)
@@ -90,6 +110,7 @@ def run_one(args, clip: Path, stride: int, folder: Path, served) -> dict:
         detector = Delayed(detector, args.simulate_ms[0], "detect")
     if args.simulate_ms[1]:
         hmr = Delayed(hmr, args.simulate_ms[1], "predict")
+    live_module.FramePoseSolver = SOLVERS[solve]  # the live person solver's per-frame solve for this run
     with MjpegServer(frames, args.serve_fps, lifetime=args.seconds + 30) as server:
         live = LiveCapture(LiveSettings(server.url, models, timeout=5.0), detector=detector, hmr=hmr).start()
         latencies, applied, seen = [], [], -1
@@ -109,12 +130,13 @@ def run_one(args, clip: Path, stride: int, folder: Path, served) -> dict:
             last = live.stats()
         finally:
             live.stop()
+            live_module.FramePoseSolver = FramePoseSolver
     if live.error:
         raise SystemExit(f"bench_live: error: {clip.name}: {live.error}")
     grabbed = last.grabbed - first.grabbed
     dropped = last.dropped - first.dropped
     return {
-        "clip": clip.name, "size": f"{size[1]}x{size[0]}", "stride": stride,
+        "clip": clip.name, "size": f"{size[1]}x{size[0]}", "stride": stride, "live_solve": solve,
         "source_fps": grabbed / elapsed, "pose_fps": (last.posed - first.posed) / elapsed,
         "model_fps": (last.processed - first.processed) / elapsed,
         "dropped": 100.0 * dropped / max(grabbed, 1),
@@ -124,18 +146,36 @@ def run_one(args, clip: Path, stride: int, folder: Path, served) -> dict:
     }
 
 
-def solve_alone(frames: int, repeat: int = 15) -> float:
-    """Fastest of `repeat` pose solves of `frames` frames (the SAM 3D Body sample pose) on this thread, ms."""
-    joints = np.repeat((load_sample_pose().joints_3d + np.array([0.0, 0.0, 3.0]))[None], max(frames, 8), axis=0)
+def solve_alone(frames: int) -> dict:
+    """Per-frame solve costs on this thread, ms (median over `frames` frames of the SAM 3D Body sample pose, all 70
+    keypoints, with 1 cm noise so no two frames are alike), the three one-frame solves interleaved frame by frame
+    so load changes hit them alike: the reference (solve_pose on one frame), the fast path, and the whole live
+    update (camera to world, One-Euro "medium", fast path, hold of unseen bones); plus solve_pose per frame of a
+    30-frame clip (offline)."""
+    rng = np.random.default_rng(0)
+    joints = (load_sample_pose().joints_3d + np.array([0.0, 0.0, 3.0]))[None] + rng.normal(0, 0.01, (frames, 70, 3))
     camera = ground.estimate_floor(joints[None], mode="none").camera_matrix_world
     world = ground.camera_to_world(joints, camera)
     rest, spine = build_rest(world, 30.0)
-    times = []
-    for _ in range(repeat):
+    reference, fast = ReferenceFrameSolver(rest, spine["spine_lengths"]), FramePoseSolver(rest, spine["spine_lengths"])
+    person = LivePersonSolver(LiveSettings("0", CaptureSettings(source=""), calibration_frames=1), lambda _: camera)
+    person.update(joints[0], 0.0)  # calibrates on the first frame
+    times: dict[str, list[float]] = {"reference": [], "fast": [], "live update": []}
+    for index in range(frames):
+        for name, call, arguments in (("reference", reference.solve, (world[index],)),
+                                      ("fast", fast.solve, (world[index],)),
+                                      ("live update", person.update, (joints[index], (index + 1) / 30.0))):
+            began = time.perf_counter()
+            call(*arguments)
+            times[name].append(time.perf_counter() - began)
+    batch = []
+    for _ in range(3):
         began = time.perf_counter()
-        solve_pose(rest, world[:frames], spine["spine_lengths"], 0, 30.0)
-        times.append(time.perf_counter() - began)
-    return 1000 * min(times)
+        solve_pose(rest, world[:30], spine["spine_lengths"], 0, 30.0)
+        batch.append(time.perf_counter() - began)
+    costs = {name: 1000 * float(np.median(values)) for name, values in times.items()}
+    costs["offline per frame of 30"] = 1000 * min(batch) / 30
+    return costs
 
 
 def main(argv=None) -> int:
@@ -150,19 +190,22 @@ def main(argv=None) -> int:
             clip = args.fixtures / "video" / name
             served = encode_video(clip, max_frames=args.frames)
             for stride in args.stride:
-                rows.append(run_one(args, clip, stride, Path(folder), served))
-                print(f"  {rows[-1]['clip']} stride {stride}: done", file=sys.stderr, flush=True)
+                for solve in args.solve:
+                    rows.append(run_one(args, clip, stride, Path(folder), served, solve))
+                    print(f"  {rows[-1]['clip']} stride {stride} {solve}: done", file=sys.stderr, flush=True)
     print()
-    one, thirty = solve_alone(1), solve_alone(30)
-    print(f"pose solve alone (no other thread): 1 frame {one:.1f} ms, 30 frames {thirty:.1f} ms "
-          f"({thirty / 30:.1f} ms per frame)")
+    costs = solve_alone(args.solve_frames)
+    print(f"per-frame solve alone (no other thread, median of {args.solve_frames} interleaved frames): "
+          + ", ".join(f"{name} {ms:.2f} ms" for name, ms in costs.items())
+          + f"; reference / fast = {costs['reference'] / costs['fast']:.0f}x")
     print()
-    print("| clip | size | detector stride | source fps | live pose fps | frames through the models / s | dropped "
-          "| latency mean / p95 ms | applied at 60 Hz, mean ms | decode ms | detector ms | HMR + tracking ms "
-          "| solve ms |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| clip | size | detector stride | live solve | source fps | live pose fps | frames through the models / s "
+          "| dropped | latency mean / p95 ms | applied at 60 Hz, mean ms | decode ms | detector ms "
+          "| HMR + tracking ms | solve ms |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['clip']} | {r['size']} | {r['stride']} | {r['source_fps']:.1f} | {r['pose_fps']:.1f} | "
+        print(f"| {r['clip']} | {r['size']} | {r['stride']} | {r['live_solve']} | {r['source_fps']:.1f} | "
+              f"{r['pose_fps']:.1f} | "
               f"{r['model_fps']:.1f} | {r['dropped']:.0f}% | {r['latency']:.0f} / {r['latency95']:.0f} | "
               f"{r['applied']:.0f} | "
               f"{r['decode']:.1f} | {r['detector']:.1f} | {r['hmr']:.1f} | {r['solve']:.1f} |")
