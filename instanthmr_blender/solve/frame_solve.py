@@ -6,8 +6,10 @@ frame, the live preview updated 2-4 times a second). `FramePoseSolver` does exac
 one-frame clip (the same rig, the same rules for every bone, the same rotations: `tests/engine/test_live.py`
 checks it against `solve_pose` frame by frame), in plain Python floats on 3-vectors, with everything that depends
 only on the rest rig (relative rest rotations, head offsets, keypoint and hinge lookups) worked out once per rest
-pose. A single frame has no neighbours: the spine bow's neck distance is the frame's own (the offline solve
-smooths it over 0.1 s), and hinge rolls start from the rest swing, as `solve_pose` does for a one-frame clip.
+pose. Hinge rolls (elbows, knees, fingers) carry over from the solver's previous frame as the offline solve
+carries them from the previous row, so a limb passing through straight keeps its roll (`reset()` starts afresh:
+then a frame is solved exactly as `solve_pose` solves a one-frame clip). What a single frame cannot have is a
+future: the spine bow's neck distance is the frame's own (the offline solve smooths it over 0.1 s both ways).
 
 Vectors are (x, y, z) tuples; matrices are 9-tuples, row-major; quaternions (w, x, y, z).
 """
@@ -171,6 +173,7 @@ class _Bone:
         bone = CAPTURE_RIG[b]
         p = int(rest.parents[b])
         rest_p, rest_b = rest.rest_matrices[p], rest.rest_matrices[b]
+        self.index = b
         self.parent = p
         self.relative = tuple((rest_p.T @ rest_b).ravel().tolist())  # carry = posed[p] @ relative
         self.offset = tuple((rest_p.T @ (rest.heads[b] - rest.heads[p])).tolist())
@@ -213,9 +216,10 @@ def _frame_from_axes(y, z):
 
 
 class FramePoseSolver:
-    """`solve_pose(rest, keypoints[None], spine_lengths, 0, fps)` for one frame at a time, without the per-call
-    set-up: built once per rest pose (a live person's calibrated rig). fps only sets the spine bow's smoothing,
-    which a single frame does not have (module docstring), so it is not needed."""
+    """`solve_pose(rest, keypoints, spine_lengths, 0, fps)` one frame at a time, without the per-call set-up:
+    built once per rest pose (a live person's calibrated rig). Successive `solve` calls are successive frames
+    (hinge rolls carry over, see the module docstring); fps only sets the spine bow's smoothing, which a single
+    frame does not have, so it is not needed."""
 
     def __init__(self, rest: RigRest, spine_lengths: tuple[float, float]) -> None:
         self.rest = rest
@@ -229,6 +233,11 @@ class FramePoseSolver:
         self.shoulders = (k["left_shoulder"], k["right_shoulder"])
         self.neck = k["neck"]
         self.ears, self.eyes, self.nose = (k["left_ear"], k["right_ear"]), (k["left_eye"], k["right_eye"]), k["nose"]
+        self._rolls: list = [None] * rest.num_bones  # each hinge's last roll, in its carried frame
+
+    def reset(self) -> None:
+        """Forget the carried hinge rolls: the next frame starts a new run (solve_pose's first row)."""
+        self._rolls = [None] * self.rest.num_bones
 
     def solve(self, keypoints_world: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """keypoints_world: (70, 3) Z up, metres, NaN where absent. Returns quats (B, 4) local rotations
@@ -308,6 +317,7 @@ class FramePoseSolver:
         tail = self._tail(bone, kp, head, posed_rot)
         delta = _sub(tail, head)
         if not (_norm(delta) > 1e-6):
+            self._rolls[bone.index] = None  # an unknown frame ends the run, as in solve_pose
             return None
         y = _normalize(delta)
         z = _project(_mat_vec(_rotation_between(_column(carry, 1), y), _column(carry, 2)), y)
@@ -322,7 +332,8 @@ class FramePoseSolver:
         return _frame_from_axes(y, z)
 
     def _hinge_roll(self, bone: _Bone, kp, carry, y, swing_z, parent_y):
-        """skeleton_solve._bend_angles and _hinge_roll for the first frame of a run (no carried roll)."""
+        """skeleton_solve._bend_angles and _hinge_roll for the next frame of a run: the roll carried from the
+        last frame (made perpendicular to the new direction), pulled towards the hinge by its bend."""
         partner_is_child, partner_tail, own_tail, bend_axis = bone.bend
         if partner_is_child:
             upper, lower = y, _sub(kp[partner_tail], kp[own_tail])
@@ -332,7 +343,17 @@ class FramePoseSolver:
         angle = math.degrees(math.asin(_clip(_norm(normal), 0.0, 1.0))) if _finite(normal) else math.nan
         bend_z = _project(_axis_to_z(_normalize(normal), bend_axis, y), y)
         ax, ay, az = _mat_t_vec(carry, y)
-        bx, by, bz = _mat_t_vec(carry, swing_z)
+        previous = self._rolls[bone.index]
+        if previous is None:
+            bx, by, bz = _mat_t_vec(carry, swing_z)
+        else:
+            along = previous[0] * ax + previous[1] * ay + previous[2] * az
+            bx, by, bz = previous[0] - along * ax, previous[1] - along * ay, previous[2] - along * az
+            norm = math.sqrt(bx * bx + by * by + bz * bz)
+            if norm < 1e-6:
+                bx, by, bz = _mat_t_vec(carry, swing_z)
+            else:
+                bx, by, bz = bx / norm, by / norm, bz / norm
         bend_local = _mat_t_vec(carry, bend_z)
         weight = _clip((angle - _BEND_DEGREES[0]) / (_BEND_DEGREES[1] - _BEND_DEGREES[0]), 0.0, 1.0)
         trust = _clip((angle - _REVERSED_DEGREES[0]) / (_REVERSED_DEGREES[1] - _REVERSED_DEGREES[0]), 0.0, 1.0)
@@ -345,6 +366,7 @@ class FramePoseSolver:
             c, s = math.cos(turn), math.sin(turn)
             bx, by, bz = (c * bx + s * (ay * bz - az * by), c * by + s * (az * bx - ax * bz),
                           c * bz + s * (ax * by - ay * bx))  # fmt: skip
+        self._rolls[bone.index] = (bx, by, bz)
         return _mat_vec(carry, (bx, by, bz))
 
     def _head_frame(self, kp):
