@@ -19,6 +19,7 @@ from pathlib import Path
 
 import bpy
 
+from . import headless_live
 from .instanthmr_blender.frames import FrameSourceError
 from .instanthmr_blender.lens import Lens, LensError
 from .instanthmr_blender.mesh import MeshError
@@ -39,7 +40,7 @@ from .ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences,
 DEVICES = ("auto", "cpu", "cuda", "coreml", "directml")
 # Errors whose message tells the user what to fix in the input: exit status 2.
 INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError, RetargetError,
-                LensError, RegistryError, Sam3DError)
+                LensError, RegistryError, Sam3DError, *headless_live.INPUT_ERRORS)
 
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--frame-skip", type=int, default=1, metavar="N",
                         help="process every Nth frame (default 1: every frame)")
     source.add_argument("--fps", type=float, default=30.0, help="frame rate of image sequences (default 30)")
+    headless_live.add_arguments(parser)
     models = parser.add_argument_group("models")
     models.add_argument("--model", metavar="PATH", help="InstantHMR ONNX file (default: from the model folder)")
     models.add_argument("--model-dir", metavar="DIR", help="folder holding the model files")
@@ -317,7 +319,8 @@ def _import_sam3d(args, clip: str | None):
     return take
 
 
-def _capture(args, clip: str, prefs):
+def _capture_settings(args, clip: str, prefs) -> CaptureSettings:
+    """The models and detection settings from the options (model files checked), for a clip or a live source."""
     backend = args.backend or prefs.pose_backend
     sam3d = _sam3d_settings(args, prefs) if backend == "sam3d" else None
     hmr, detector = _model_paths(args, prefs)
@@ -340,6 +343,11 @@ def _capture(args, clip: str, prefs):
         threads=prefs.threads if args.threads is None else args.threads,
         backend=backend, **_lens_settings(args), **({"sam3d": sam3d} if sam3d is not None else {}),
     )
+    return settings
+
+
+def _capture(args, clip: str, prefs):
+    settings = _capture_settings(args, clip, prefs)
     started = time.monotonic()
     summaries: list[CaptureSummary] = []
     try:
@@ -587,18 +595,25 @@ def _background_clip(args, clip: str | None, take) -> str | None:
 
 def run(args) -> int:
     clip = args.image or args.clip
+    live = headless_live.check_arguments(args, UsageError)
     if args.image and args.clip:
         raise UsageError("give either a clip or --image, not both")
-    if not clip and not args.take and not args.import_sam3d:
-        raise UsageError("nothing to capture: give a clip, --image PATH, --take IN.npz or --import-sam3d DIR")
+    if not clip and not args.take and not args.import_sam3d and not live:
+        raise UsageError("nothing to capture: give a clip, --image PATH, --take IN.npz, --import-sam3d DIR, "
+                         "--camera N or --stream URL")
     if args.take and args.import_sam3d:
         raise UsageError("give either --take or --import-sam3d, not both")
+    if live and (args.backend or get_preferences().pose_backend) == "sam3d":
+        raise UsageError("live capture runs InstantHMR only (SAM 3D Body is far too slow for it): "
+                         "pass --backend instanthmr")
     check_option_ranges(args)
     _lens_settings(args)
     # Every output location is checked before any model runs: a bad one must not cost a whole capture.
     if args.take and not clip:
         take_source = load_take(args.take).source
         name = take_name_from_path(take_source or args.take)
+    elif live:
+        name = headless_live.take_name(args)
     else:
         name = take_name_from_path(clip or args.take or os.path.abspath(args.import_sam3d))
     out = _blend_output(args, name)
@@ -622,6 +637,8 @@ def run(args) -> int:
         if clip and not Path(clip).exists() and "%" not in Path(clip).name:
             raise UsageError(f"{clip}: no such file or folder")
         take = _import_sam3d(args, clip)
+    elif live:
+        take = headless_live.record(args, _capture_settings(args, "", prefs), _print)
     else:
         if not Path(clip).exists() and "%" not in Path(clip).name:
             raise UsageError(f"{clip}: no such file or folder")
@@ -659,8 +676,9 @@ def _build_and_write(args, take, name: str, clip: str | None, out: Path, exports
     for track_id, why in solution.skipped:
         _print(f"capture: warning: {naming.armature_name(name, track_id)} left out: {why}")
     _clear_default_scene()
-    # Imported results without a clip have no video to show: no warning for that.
-    background = None if (args.import_sam3d and not clip) else _background_clip(args, clip, take)
+    # Imported results without a clip, and live recordings, have no video to show: no warning for that.
+    background = (None if (args.import_sam3d and not clip) or headless_live.is_live(args)
+                  else _background_clip(args, clip, take))
     if mesh is not None:
         # The .blend is saved last: put the point caches where a saved file's caches go, beside it.
         mesh["cache_dir"] = str(out.parent / f"{out.stem}_instanthmr_cache")

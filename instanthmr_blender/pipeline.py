@@ -174,7 +174,9 @@ class _StageClock:
 
 
 @dataclass
-class _Frame:
+class Frame:
+    """One frame on its way through the models (also the live pipeline's unit of work)."""
+
     column: int  # position in the capture: 0, 1, 2, ...
     index: int  # source frame index
     rgb: np.ndarray
@@ -268,7 +270,7 @@ class _Workers:
                     break
                 index, rgb = item
                 self.decode_clock.add(time.perf_counter() - began, 1)
-                if not self._put(self.decoded, _Frame(column, index, rgb)):
+                if not self._put(self.decoded, Frame(column, index, rgb)):
                     return
                 column += 1
             self._put(self.decoded, _END)
@@ -279,7 +281,7 @@ class _Workers:
         s = self.settings
         # Frames wait here until the detector has run on every frame of theirs that needs it. A batch is
         # cut by frame count alone (never by timing), so batches, and so results, are reproducible.
-        pending: list[_Frame] = []
+        pending: list[Frame] = []
         max_pending = max(s.detector_batch * s.detector_stride, s.queue_frames)
         current = None
         try:
@@ -407,7 +409,7 @@ def run_capture(
                 if isinstance(item, _Failure):
                     _raise_failure(item, info.path)
 
-                frame: _Frame = item
+                frame: Frame = item
                 builder.add_frame(frame.index)
                 began = time.perf_counter()
                 found = frame.detections
@@ -421,7 +423,7 @@ def run_capture(
                         _raise_failure(_Failure("person detection", frame.index, error), info.path)
                     workers.detect_clock.add(time.perf_counter() - detect_began, 1)
                     began = time.perf_counter()
-                _process_frame(frame, found, tracker, hmr, record, candidate_limit, image_size)
+                process_frame(frame, found, tracker, hmr, record, candidate_limit, image_size)
                 hmr_clock.add(time.perf_counter() - began, 1)
 
                 frames_done += 1
@@ -464,8 +466,8 @@ def run_capture(
     return take
 
 
-def _process_frame(
-    frame: _Frame,
+def process_frame(
+    frame: Frame,
     found: Detections | None,
     tracker: PersonTracker,
     hmr: InstantHMR,
@@ -473,6 +475,12 @@ def _process_frame(
     candidate_limit: int,
     image_size: tuple[int, int],
 ) -> None:
+    """InstantHMR and tracking for one frame, shared by the offline and the live capture.
+
+    found: the detector's output for this frame, or None between detector runs (boxes then follow each tracked
+    person's keypoints). record: anything with `add(index, track_id, score, box, poses, row)`, called once per
+    person tracked in this frame (poses: hmr.PersonPoses, row: that person's row in it).
+    """
     step = frame.column
     try:
         if found is not None:

@@ -131,12 +131,28 @@ def status_text(progress: Progress | None) -> str:
 def capture_settings(context) -> tuple[CaptureSettings, Path]:
     """Engine settings and the take path from the scene's settings and the preferences, checked."""
     scene_settings = context.scene.instanthmr
-    prefs = get_preferences(context)
     clip = bpy.path.abspath(scene_settings.clip) if scene_settings.clip else ""
     if not clip:
         raise CaptureInputError("Pick a clip first (a video, an image sequence folder or an image)")
     if not Path(clip).exists() and "%" not in Path(clip).name:
         raise CaptureInputError(f"{clip}: no such file or folder")
+    settings = model_settings(context, clip)
+    settings.start, settings.end = scene_settings.frame_start, scene_settings.frame_end or None
+    settings.step = scene_settings.frame_step
+    settings.fps = context.scene.render.fps / context.scene.render.fps_base
+    take_path = (Path(bpy.path.abspath(scene_settings.take_path)) if scene_settings.take_path
+                 else workflow.default_take_path(clip, ADDON_PACKAGE))
+    # The take is written when the capture ends: a place that cannot take it must not cost the whole capture.
+    problem = output_problem(take_path, create_folder=True)
+    if problem is not None:
+        raise CaptureInputError(f"Take path {take_path}: {problem} (Output > Take)")
+    return settings, take_path
+
+
+def model_settings(context, source: str) -> CaptureSettings:
+    """Engine settings for the models, detection and tracking (shared with live capture), model files checked."""
+    scene_settings = context.scene.instanthmr
+    prefs = get_preferences(context)
     hmr = model_path(prefs, "instanthmr")
     detector = detector_model_path(prefs, scene_settings.detector_variant)
     sam3d = prefs.pose_backend == "sam3d"
@@ -150,12 +166,8 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
     device = scene_settings.device if scene_settings.device != "auto" else prefs.default_device
     from ..instanthmr_blender.pipeline import CaptureSettings
 
-    settings = CaptureSettings(
-        source=clip,
-        start=scene_settings.frame_start,
-        end=scene_settings.frame_end or None,
-        step=scene_settings.frame_step,
-        fps=context.scene.render.fps / context.scene.render.fps_base,
+    return CaptureSettings(
+        source=source,
         detector_backend=scene_settings.detector_backend,
         detector_model=str(detector),
         detector_variant=scene_settings.detector_variant,
@@ -170,13 +182,6 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
         backend=prefs.pose_backend,
         sam3d=sam3d_settings(prefs),
     )
-    take_path = (Path(bpy.path.abspath(scene_settings.take_path)) if scene_settings.take_path
-                 else workflow.default_take_path(clip, ADDON_PACKAGE))
-    # The take is written when the capture ends: a place that cannot take it must not cost the whole capture.
-    problem = output_problem(take_path, create_folder=True)
-    if problem is not None:
-        raise CaptureInputError(f"Take path {take_path}: {problem} (Output > Take)")
-    return settings, take_path
 
 
 def start_capture(context) -> CaptureJob:
@@ -184,6 +189,10 @@ def start_capture(context) -> CaptureJob:
     global _job
     if _job is not None and _job.running:
         raise CaptureInputError("A capture is already running: wait for it or cancel it first")
+    from .live import live_active
+
+    if live_active():
+        raise CaptureInputError("Live capture is running: stop it first (one capture at a time)")
     settings, take_path = capture_settings(context)
     try:
         fallback = workflow.default_take_path(settings.source, ADDON_PACKAGE)

@@ -9,7 +9,8 @@ The stages, in the order the data flows through them (one module each):
    contacts.py (decision): still feet low on their support are planted, then held on it;
 5. skeleton_solve.py: the rest rig and the bone rotations reproducing the keypoints;
 6. quality.py: the report per person (jitter, foot slide, repairs, reprojection, bone-length spread).
-`solve_take` and `solve_track` run them; every stage is an engine module without Blender.
+`solve_take` and `solve_track` run them; every stage is an engine module without Blender. Live capture solves one
+frame at a time with frame_solve.py (skeleton_solve's pose solve for a single frame, without its per-call cost).
 """
 
 from __future__ import annotations

@@ -70,6 +70,36 @@ def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray:
     return 1.0 / (1.0 + tau / dt)
 
 
+class OneEuroStream:
+    """The causal One-Euro filter one sample at a time (live capture), vectorised over the channels.
+
+    shape: one sample's shape (e.g. (70, 3)); min_cutoff, beta, d_cutoff: scalars or arrays broadcasting to
+    `shape`. `step(sample, dt)` filters the next sample, `dt` seconds after the previous one (live frames come
+    unevenly); NaN samples pass through as NaN and reset their channel. `one_euro` is this run over an array.
+    """
+
+    def __init__(self, shape: tuple[int, ...], min_cutoff, beta, d_cutoff=1.0) -> None:
+        self.min_cutoff = np.broadcast_to(np.asarray(min_cutoff, dtype=np.float64), shape)
+        self.beta = np.broadcast_to(np.asarray(beta, dtype=np.float64), shape)
+        self.d_cutoff = np.broadcast_to(np.asarray(d_cutoff, dtype=np.float64), shape)
+        self.previous = np.full(shape, np.nan)
+        self.derivative = np.zeros(shape)
+
+    def step(self, sample: np.ndarray, dt: float) -> np.ndarray:
+        """The filtered sample (float64, `shape`)."""
+        sample = np.asarray(sample, dtype=np.float64)
+        fresh = ~np.isfinite(self.previous)
+        raw_derivative = np.where(fresh, 0.0, (sample - self.previous) / dt)
+        smoothed = self.derivative + _alpha(self.d_cutoff, dt) * (raw_derivative - self.derivative)
+        derivative = np.where(fresh, 0.0, smoothed)
+        alpha = _alpha(self.min_cutoff + self.beta * np.abs(derivative), dt)
+        filtered = np.where(fresh, sample, self.previous + alpha * (sample - self.previous))
+        missing = ~np.isfinite(sample)
+        self.previous = np.where(missing, np.nan, filtered)
+        self.derivative = np.where(missing, 0.0, derivative)
+        return np.where(missing, np.nan, filtered)
+
+
 def one_euro(
     signal: np.ndarray,
     fps: float,
@@ -86,23 +116,10 @@ def one_euro(
     """
     x = np.asarray(signal, dtype=np.float64)
     dt = 1.0 / float(fps)
-    min_cutoff = np.broadcast_to(np.asarray(min_cutoff, dtype=np.float64), x.shape[1:])
-    beta = np.broadcast_to(np.asarray(beta, dtype=np.float64), x.shape[1:])
-    alpha_d = _alpha(np.broadcast_to(np.asarray(d_cutoff, dtype=np.float64), x.shape[1:]), dt)
+    stream = OneEuroStream(x.shape[1:], min_cutoff, beta, d_cutoff)
     out = np.full_like(x, np.nan)
-    previous = np.full(x.shape[1:], np.nan)
-    derivative = np.zeros(x.shape[1:])
     for index in range(x.shape[0]):
-        sample = x[index]
-        fresh = ~np.isfinite(previous)
-        raw_derivative = np.where(fresh, 0.0, (sample - previous) / dt)
-        derivative = np.where(fresh, 0.0, derivative + alpha_d * (raw_derivative - derivative))
-        alpha = _alpha(min_cutoff + beta * np.abs(derivative), dt)
-        filtered = np.where(fresh, sample, previous + alpha * (sample - previous))
-        missing = ~np.isfinite(sample)
-        out[index] = np.where(missing, np.nan, filtered)
-        previous = np.where(missing, np.nan, filtered)
-        derivative = np.where(missing, 0.0, derivative)
+        out[index] = stream.step(x[index], dt)
     return out
 
 
@@ -138,12 +155,22 @@ def smooth_keypoints(
         raise FilterError(f"smoothing method {method!r} is not one of {SMOOTHING_METHODS}")
     if strength == "off":
         return np.array(keypoints, dtype=np.float64, copy=True)
-    params = group_params(strength)
-    min_cutoff = np.array([params[group].min_cutoff for group in KEYPOINT_GROUPS])[:, None]
-    beta = np.array([params[group].beta for group in KEYPOINT_GROUPS])[:, None]
-    d_cutoff = np.array([params[group].d_cutoff for group in KEYPOINT_GROUPS])[:, None]
     run = one_euro if method == "one_euro" else one_euro_zero_lag
-    return run(keypoints, fps, min_cutoff, beta, d_cutoff)
+    return run(keypoints, fps, *keypoint_params(strength))
+
+
+def keypoint_params(strength: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """min_cutoff, beta, d_cutoff per MHR70 keypoint (each (70, 1), broadcasting over x, y, z) for a strength."""
+    params = group_params(strength)
+    return tuple(
+        np.array([getattr(params[group], name) for group in KEYPOINT_GROUPS])[:, None]
+        for name in ("min_cutoff", "beta", "d_cutoff")
+    )
+
+
+def keypoint_stream(strength: str) -> OneEuroStream:
+    """A live (causal) One-Euro filter for (70, 3) keypoint samples with the per-bone-group settings."""
+    return OneEuroStream((len(KEYPOINT_GROUPS), 3), *keypoint_params(strength))
 
 
 # How much harder depth is smoothed than the image position: the resting cutoff is divided by these.
