@@ -175,10 +175,14 @@ class InstantHMR:
         *,
         one_at_a_time: bool = False,
         threads: int = 0,
+        spin: bool = True,
+        keep_fp16: bool = False,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.model_path = Path(model_path)
-        self.session, self.provider = create_session(model_path, device=device, threads=threads, log=log)
+        self.session, self.provider = create_session(
+            model_path, device=device, threads=threads, spin=spin, keep_fp16=keep_fp16, log=log
+        )
         check_signature(
             self.session,
             self.model_path.name,
