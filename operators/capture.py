@@ -96,6 +96,14 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
     if not Path(clip).exists() and "%" not in Path(clip).name:
         raise CaptureInputError(f"{clip}: no such file or folder")
     hmr = model_path(prefs, "instanthmr")
+    if prefs.hmr_precision == "INT8" and hmr.is_file():
+        from ..instanthmr_blender.quantized import choose_hmr_model
+        from ..instanthmr_blender.runtime import ModelError
+
+        try:
+            hmr = choose_hmr_model(hmr, use_int8=True)
+        except ModelError as error:
+            raise CaptureInputError(str(error)) from error
     detector = detector_model_path(prefs, scene_settings.detector_variant)
     missing = [f"{p.name} (expected at {p})" for p, needed in
                ((hmr, True), (detector, scene_settings.detector_backend == "onnx")) if needed and not p.is_file()]
