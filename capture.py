@@ -2,7 +2,7 @@
 with the `bpy` module (the dev venv). Works from a source checkout and from the installed extension.
 
 This file only finds or registers the extension, then hands over to its `headless.main()`; `--help` lists the
-options. Exit status: 0 on success, 1 on a capture failure, 2 on bad input or missing model files.
+options. Exit status: 0 on success, 1 on a capture failure, 2 on bad input or missing model files, 130 on Ctrl-C.
 """
 
 import os
@@ -116,8 +116,16 @@ def _remove_blender_tempdir() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _main_interruptible() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt:  # Ctrl-C while Blender or the extension was still starting (headless handles the rest)
+        print("capture: interrupted (Ctrl-C): nothing was written", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    status = main()
+    status = _main_interruptible()
     sys.stdout.flush()
     sys.stderr.flush()
     # bpy can hang at interpreter exit (after Rigify, for instance): leave with the real status right away,

@@ -2,12 +2,19 @@
 load a take), solve, build the scene, save the .blend and export.
 
 Runs inside Blender (capture.py enables the add-on first), prints text progress, and returns an exit status
-instead of raising: 0 success, 1 a capture or processing failure, 2 bad input or missing model files.
+instead of raising: 0 success, 1 a capture or processing failure, 2 bad input or missing model files, 130 Ctrl-C.
 """
 
 import argparse
+import math
+import os
+import re
+import shutil
+import signal
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import bpy
@@ -15,23 +22,77 @@ import bpy
 from .instanthmr_blender.frames import FrameSourceError
 from .instanthmr_blender.mesh import MeshError
 from .instanthmr_blender.model_files import KNOWN_MODELS, ModelDownloadError
-from .instanthmr_blender.pipeline import CaptureError, CaptureSettings, Progress, capture
+from .instanthmr_blender.output_paths import output_problem
+from .instanthmr_blender.pipeline import CaptureError, CaptureSettings, CaptureSummary, Progress, capture
 from .instanthmr_blender.runtime import ModelError
 from .instanthmr_blender.solve import SolveError, SolveOptions
-from .instanthmr_blender.take import TakeError, load_take, save_take
+from .instanthmr_blender.take import TakeError, load_take, locate_source, save_take
 from .retarget.bake import RetargetError
 from .scene import naming, workflow
 from .scene.build import take_name_from_path
 from .scene.export import ExportError, export_capture, export_format
-from .ui.preferences import detector_model_path, get_preferences, model_path
+from .ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_path
 
 DEVICES = ("auto", "cpu", "cuda", "coreml", "directml")
 # Errors whose message tells the user what to fix in the input: exit status 2.
 INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError, RetargetError)
 
 
+#: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+
+
 class UsageError(Exception):
     """Bad input the user can fix: printed as one line, exit status 2."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the message says what was kept; exit status 130."""
+
+
+class OutputError(Exception):
+    """The work was done but writing a result failed; the message says what was kept: exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one `capture: error:` line (no usage block), exit status 2."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _at_least(minimum):
+    return lambda value: value >= minimum
+
+
+def _positive(value) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+# Every numeric option: (option, attribute, test, what it must be). None (not given) is always fine.
+OPTION_RANGES = (
+    ("--start", "start", _at_least(0), "0 or more"),
+    ("--end", "end", _at_least(1), "1 or more"),
+    ("--frame-skip", "frame_skip", _at_least(1), "1 or more"),
+    ("--fps", "fps", _positive, "a positive number of frames per second"),
+    ("--threads", "threads", _at_least(0), "0 (automatic) or more"),
+    ("--det-confidence", "det_confidence", lambda value: 0.0 <= value < 1.0, "from 0 up to (not including) 1"),
+    ("--detector-stride", "detector_stride", _at_least(1), "1 or more"),
+    ("--max-persons", "max_persons", _at_least(1), "1 or more"),
+    ("--min-track-length", "min_track_length", _at_least(1), "1 or more"),
+    ("--retarget-person", "retarget_person", _at_least(0), "0 or more (a tracked person's number)"),
+    ("--retarget-scale", "retarget_scale", _positive, "a positive number"),
+)
+
+
+def check_option_ranges(args) -> None:
+    """UsageError naming the first numeric option out of range (before any work)."""
+    for option, name, ok, wanted in OPTION_RANGES:
+        value = getattr(args, name, None)
+        if value is not None and not ok(value):
+            raise UsageError(f"{option} must be {wanted} (got {value:g})")
+    if args.end is not None and args.end <= args.start:
+        raise UsageError(f"--end {args.end} must be greater than --start {args.start} (the end is exclusive)")
 
 
 def _on_off(value: str) -> bool:
@@ -41,12 +102,12 @@ def _on_off(value: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="capture.py",
         description="Markerless motion capture from a video into a .blend (InstantHMR for Blender): one animated "
         "capture rig per person, a camera matched to the video, optional exports.",
         epilog="Inside Blender: blender -b -P capture.py -- clip.mp4 [options]. Exit status: 0 done, 1 the capture "
-        "failed, 2 bad input or missing model files.",
+        "failed, 2 bad input or missing model files, 130 interrupted (Ctrl-C).",
     )
     parser.add_argument("clip", nargs="?", help="video file, image-sequence folder or printf pattern (frame_%%04d.png)")
     source = parser.add_argument_group("input")
@@ -82,10 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--floor", choices=("auto", "none"), default="auto",
                        help="fit the floor to the feet (auto) or take gravity from the camera (none)")
     output = parser.add_argument_group("output")
-    output.add_argument("--out", metavar="OUT.blend", help="the .blend to write (default: ./<clip name>.blend)")
+    output.add_argument("--out", metavar="OUT.blend",
+                        help="the .blend to write, its folder must exist (default: ./<clip name>.blend)")
     output.add_argument("--save-take", metavar="OUT.npz", help="also save the take (re-solve later with --take)")
     output.add_argument("--export", action="append", default=[], metavar="OUT.bvh|.fbx|.glb",
-                        help="export the rigs (repeatable); BVH writes one file per person")
+                        help="export the rigs (repeatable); BVH writes one file per person, OUT.person00.bvh ...")
     output.add_argument("--export-per-person", action="store_true", help="one FBX/glTF file per person")
     output.add_argument("--no-background", action="store_true", help="no video behind the camera")
     retarget = parser.add_argument_group("retarget")
@@ -128,6 +190,7 @@ class _ProgressPrinter:
 
 
 def _model_paths(args, prefs) -> tuple[Path, Path | None]:
+    """The model files to load, as absolute paths (messages name files the user can find)."""
     folder = Path(args.model_dir) if args.model_dir else None
     if args.model:
         hmr = Path(args.model)
@@ -136,7 +199,7 @@ def _model_paths(args, prefs) -> tuple[Path, Path | None]:
     else:
         hmr = model_path(prefs, "instanthmr")
     if args.detector != "onnx":
-        return hmr, None
+        return Path(os.path.abspath(hmr)), None
     if args.detector_model:
         detector = Path(args.detector_model)
     elif folder is not None:
@@ -144,7 +207,7 @@ def _model_paths(args, prefs) -> tuple[Path, Path | None]:
         detector = folder / spec.filename
     else:
         detector = detector_model_path(prefs, args.detector_variant)
-    return hmr, detector
+    return Path(os.path.abspath(hmr)), Path(os.path.abspath(detector))
 
 
 def _capture(args, clip: str, prefs):
@@ -166,9 +229,21 @@ def _capture(args, clip: str, prefs):
         threads=prefs.threads if args.threads is None else args.threads,
     )
     started = time.monotonic()
-    take = capture(settings, progress=_ProgressPrinter(), log=lambda line: _print(f"capture: {line}"))
+    summaries: list[CaptureSummary] = []
+    try:
+        take = capture(settings, progress=_ProgressPrinter(), log=lambda line: _print(f"capture: {line}"),
+                       summary=summaries.append)
+    except KeyboardInterrupt:
+        raise Interrupted("stopped during the capture: nothing was written") from None
     _print(f"capture: {_people(take.num_tracks)} tracked over {take.num_frames} frames "
            f"in {time.monotonic() - started:.1f} s")
+    summary = summaries[0]
+    if summary.truncated:
+        _print(f"capture: warning: {summary.truncation_message()}")
+    if summary.short_tracks_dropped:
+        _print(f"capture: warning: {summary.short_tracks_message('--min-track-length')}")
+        if take.num_tracks == 0:
+            raise UsageError(f"nobody to build: {summary.short_tracks_message('--min-track-length')}")
     return take
 
 
@@ -220,14 +295,170 @@ def _clear_default_scene() -> None:
         bpy.data.objects.remove(obj)
 
 
+def check_output(option: str, path: Path) -> Path:
+    """The absolute path of an output file, after checking that it can be written (UsageError otherwise)."""
+    problem = output_problem(path)
+    if problem is not None:
+        raise UsageError(f"{option} {os.path.abspath(path)}: {problem}")
+    return Path(os.path.abspath(path))
+
+
+def _blend_output(args, name: str) -> Path:
+    if args.out is None:
+        return check_output("--out", Path.cwd() / f"{name}.blend")
+    if Path(args.out).is_dir():
+        check_output("--out", Path(args.out))  # names the folder
+    if Path(args.out).suffix.lower() != ".blend":
+        raise UsageError(f"--out {args.out}: the output is a Blender file: give a name ending in .blend "
+                         f"(e.g. {Path(args.out).with_suffix('.blend').name})")
+    return check_output("--out", Path(args.out))
+
+
+def _blender_message(error: Exception, path: Path) -> str:
+    """Blender's error text as one line, without its `Error:` prefix, the temporary `file.blend@` it writes, or
+    the traceback a failing Python operator (an exporter) carries: only its last line, the error itself."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[-1] if any("Traceback" in line for line in lines) else " ".join(lines)
+    return re.sub(r"\S*\.blend@", str(path), text.removeprefix("Error: "))
+
+
+@contextmanager
+def _blender_output_held(rename: tuple[str, str] | None = None):
+    """Hold what Blender prints on stdout/stderr (C-level, e.g. a failed save's `Error: ... file.blend@` or an
+    exporter's traceback) and show it only when the block succeeds: a failure is reported as one line.
+    rename: (temporary folder, final folder), so the lines shown name the files where they end up."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    failed = False
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 1)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            if not failed:
+                held.seek(0)
+                text = held.read().decode(errors="replace")
+                sys.stdout.write(text.replace(*rename) if rename else text)
+                sys.stdout.flush()
+
+
+def _was_interrupted(error: BaseException) -> bool:
+    # Ctrl-C inside a Python operator (an exporter) reaches us as the operator's RuntimeError.
+    if isinstance(error, KeyboardInterrupt):
+        return True
+    return isinstance(error, RuntimeError) and "KeyboardInterrupt" in str(error)
+
+
+def _save_blend(out: Path) -> None:
+    try:
+        with _blender_output_held():
+            bpy.ops.wm.save_as_mainfile(filepath=str(out), check_existing=False)
+    except RuntimeError as error:
+        if _was_interrupted(error):
+            raise KeyboardInterrupt from None
+        raise OutputError(f"could not write {out} ({_blender_message(error, out)})") from None
+
+
+def _export(args, rigs, path: Path) -> list[Path]:
+    """One --export, written into a temporary folder beside it and renamed into place once complete, so an
+    interrupted or failed export leaves no half-written file (glTF's .bin keeps the final name)."""
+    # Named before it exists, so a Ctrl-C at any point (even inside the mkdir) still has it removed below.
+    staging = path.parent / f".{path.name}.instanthmr-export-{os.getpid()}"
+    try:
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run killed outright
+        staging.mkdir()
+        with _blender_output_held(rename=(str(staging), str(path.parent))):
+            made = export_capture(bpy.context, rigs, str(staging / path.name), per_person=args.export_per_person)
+        written = []
+        for item in sorted(staging.iterdir()):
+            final = path.parent / item.name
+            os.replace(item, final)
+            if item.name in {m.name for m in made}:
+                written.append(final)
+        return written
+    except RuntimeError as error:
+        if _was_interrupted(error):
+            raise KeyboardInterrupt from None
+        reason = _blender_message(error, path).replace(str(staging), str(path.parent))
+        raise OutputError(f"could not export {path} ({reason})") from None
+    except OSError as error:
+        raise OutputError(f"could not export {path} ({error.strerror or 'error'})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _keep_take(take, name: str, saved: Path | None) -> Path | None:
+    """The saved take after a failure: the one already written, else the take saved now in the extension's
+    user folder (where the panel keeps takes); None when even that fails."""
+    if saved is not None:
+        return saved
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the take
+    try:
+        return save_take(take, workflow.default_take_path(name, ADDON_PACKAGE))
+    except Exception:
+        return None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _kept_message(kept: Path | None, out: Path, *, interrupted: bool = False) -> str:
+    if kept is None:
+        return "the capture could not be kept (no writable place for its take)"
+    when = "" if interrupted else "once that is fixed, "
+    return (f"the capture is kept in the take {kept}: {when}rebuild it without running the models with "
+            f"capture.py --take {kept} --out {out}")
+
+
+def _background_clip(args, clip: str | None, take) -> str | None:
+    """The clip shown behind the camera: the one given, else the take's own (found where it was recorded,
+    relative to the take, or next to it); None, with a warning, when it cannot be found."""
+    if args.no_background:
+        return None
+    if clip and not args.take:
+        return os.path.abspath(clip)
+    if clip:
+        if Path(clip).exists() or "%" in Path(clip).name:
+            return os.path.abspath(clip)
+        _print(f"capture: warning: the clip {clip} does not exist: the camera has no background")
+        return None
+    found = locate_source(take.source, args.take)
+    if found is None:
+        where = f"the take's clip {take.source}" if take.source else "the take names no clip and"
+        _print(f"capture: warning: {where} was not found (nor next to the take): the camera has no "
+               "background; give the clip too (capture.py CLIP --take TAKE.npz) to show it")
+    return found
+
+
 def run(args) -> int:
     clip = args.image or args.clip
     if args.image and args.clip:
         raise UsageError("give either a clip or --image, not both")
     if not clip and not args.take:
         raise UsageError("nothing to capture: give a clip, --image PATH or --take IN.npz")
+    check_option_ranges(args)
+    # Every output location is checked before any model runs: a bad one must not cost a whole capture.
+    if args.take and not clip:
+        take_source = load_take(args.take).source
+        name = take_name_from_path(take_source or args.take)
+    else:
+        name = take_name_from_path(clip or args.take)
+    out = _blend_output(args, name)
+    save_take_path = check_output("--save-take", Path(args.save_take)) if args.save_take else None
+    exports = []
     for path in args.export:
-        export_format(path)  # fail now, not after a long capture
+        export_format(path)
+        exports.append(check_output("--export", Path(path)))
     if args.retarget_to:
         target_file = _blend_part(args.retarget_to)
         if not Path(target_file).is_file():
@@ -237,53 +468,87 @@ def run(args) -> int:
     if args.take:
         take = load_take(args.take)
         _print(f"capture: loaded take {args.take} ({_people(take.num_tracks)}, {take.num_frames} frames)")
-        clip = clip or take.source
     else:
         if not Path(clip).exists() and "%" not in Path(clip).name:
             raise UsageError(f"{clip}: no such file or folder")
         take = _capture(args, clip, prefs)
-    written = []
-    if args.save_take:
-        Path(args.save_take).parent.mkdir(parents=True, exist_ok=True)
-        written.append(save_take(take, args.save_take))
+    saved = Path(os.path.abspath(args.take)) if args.take else None
+    try:
+        if save_take_path is not None:
+            saved = save_take(take, save_take_path)
+            _print(f"wrote {save_take_path}")
+        _build_and_write(args, take, name, clip, out, exports, mesh)
+    except (Exception, KeyboardInterrupt) as error:
+        # The take is the work: whatever failed after it exists, it is kept and named with how to rebuild.
+        interrupted = _was_interrupted(error)
+        kept = _kept_message(_keep_take(take, name, saved), out, interrupted=interrupted)
+        if interrupted:
+            raise Interrupted(f"{kept}") from None
+        if isinstance(error, (UsageError, *INPUT_ERRORS)):
+            raise UsageError(f"{error}; {kept}") from None
+        if isinstance(error, OSError):
+            raise OutputError(f"could not write the results ({error.strerror or error}); {kept}") from None
+        if isinstance(error, RuntimeError) and not isinstance(error, CaptureError):
+            raise OutputError(f"{_blender_message(error, out)}; {kept}") from None
+        raise OutputError(f"{error}; {kept}") from None
+    return 0
+
+
+def _build_and_write(args, take, name: str, clip: str | None, out: Path, exports: list[Path],
+                     mesh: dict | None) -> None:
+    """Everything after the take is saved: solve, build the scene, retarget, export, save the .blend. Each file
+    is announced as it is written, so a later failure leaves the earlier files named."""
     options = SolveOptions(smoothing=args.smoothing, smoothing_method=args.smoothing_method,
                            foot_lock=args.foot_lock, symmetric_lengths=args.symmetric_lengths, floor=args.floor)
+    solution = workflow.solve(take, name, options)
+    for track_id, why in solution.skipped:
+        _print(f"capture: warning: {naming.armature_name(name, track_id)} left out: {why}")
     _clear_default_scene()
-    background = None if args.no_background or not clip or not Path(clip).exists() else str(Path(clip).resolve())
-    name = take_name_from_path(clip or args.take)
-    out = Path(args.out) if args.out else Path.cwd() / f"{name}.blend"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    background = _background_clip(args, clip, take)
     if mesh is not None:
         # The .blend is saved last: put the point caches where a saved file's caches go, beside it.
-        mesh["cache_dir"] = str(out.resolve().parent / f"{out.stem}_instanthmr_cache")
-    built = workflow.build_from_take(bpy.context, take, name, options, background=background, mesh=mesh,
-                                     take_file=args.take or args.save_take)
+        mesh["cache_dir"] = str(out.parent / f"{out.stem}_instanthmr_cache")
+    take_file = os.path.abspath(args.take or args.save_take) if (args.take or args.save_take) else None
+    built = workflow.build_solution(bpy.context, take, solution, name, background=background, mesh=mesh,
+                                    take_file=take_file)
     if built.mesh_error:
         raise MeshError(built.mesh_error)
     if args.retarget_to:
         _retarget(args, built.rigs)
-    for path in args.export:
-        written.extend(export_capture(bpy.context, built.rigs, path, per_person=args.export_per_person))
-    bpy.ops.wm.save_as_mainfile(filepath=str(out.resolve()), check_existing=False)
-    written.insert(0, out)
+    for path in exports:
+        _print(f"capture: exporting {path}")
+        for written in _export(args, built.rigs, path):
+            _print(f"wrote {written}")
+    _save_blend(out)
     _print(f"capture: built a capture rig for {_people(len(built.rigs))}"
            + (f" and {len(built.meshes)} body meshes" if built.meshes else ""))
-    for path in written:
-        _print(f"wrote {path}")
-    return 0
+    _print(f"wrote {out}")
 
 
 def main(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help or an argparse error (already printed)
-        return int(exc.code or 0)
-    try:
         return run(args)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except Interrupted as exc:
+        _interrupted(str(exc))
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        _interrupted("nothing was written")
+        return INTERRUPTED
     except (UsageError, *INPUT_ERRORS) as exc:
-        print(f"capture: error: {exc}", file=sys.stderr, flush=True)
+        _error(str(exc))
         return 2
-    except (CaptureError, SolveError, ValueError, OSError) as exc:
-        print(f"capture: error: {exc}", file=sys.stderr, flush=True)
+    except (OutputError, CaptureError, SolveError, ValueError, OSError) as exc:
+        _error(str(exc))
         return 1
+
+
+def _interrupted(message: str) -> None:
+    print(f"capture: interrupted (Ctrl-C): {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
+def _error(message: str) -> None:
+    print(f"capture: error: {' '.join(message.split())}", file=sys.stderr, flush=True)

@@ -14,6 +14,7 @@ one frame per call on the CPU (two frames cost twice one); on a GPU it batches t
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -87,6 +88,53 @@ class CaptureSettings:
         for name, ok, wanted in rules:
             if not ok:
                 raise CaptureError(f"capture setting {name} = {getattr(self, name)!r} must be {wanted}")
+
+
+@dataclass(frozen=True)
+class CaptureSummary:
+    """What the caller should tell the user about a finished capture, beyond the take itself.
+
+    frames_expected: frames the requested range holds by the source's own count (a video's header);
+    frames_read: frames actually processed; header_frames / readable_frames: the source's frame count as its
+    header gives it / as reading found it (fewer when a video was cut off or damaged); short_tracks_dropped:
+    people tracked in fewer than `min_track_length` frames, left out of the take; min_track_length: the length
+    applied, which is the setting clamped to the frames processed (a clip shorter than the setting keeps the
+    people seen in all of its frames: a single image captures with the defaults).
+    """
+
+    source: str
+    frames_expected: int
+    frames_read: int
+    header_frames: int
+    readable_frames: int
+    short_tracks_dropped: int
+    min_track_length: int
+
+    @property
+    def truncated(self) -> bool:
+        """The source ran out of readable frames before the end of the requested range."""
+        return self.frames_read < self.frames_expected
+
+    def truncation_message(self) -> str:
+        """One sentence for the user, naming the source and both counts ("" when nothing is missing)."""
+        if not self.truncated:
+            return ""
+        return (
+            f"`{self.source}` stopped after {self.readable_frames} readable frames although its header lists "
+            f"{self.header_frames}: captured {self.frames_read} of the {self.frames_expected} frames asked for "
+            "(the file is cut off or damaged; the scene covers only the captured frames)"
+        )
+
+    def short_tracks_message(self, setting: str) -> str:
+        """One sentence saying how many people were dropped as too short and how to keep them; `setting`
+        names the minimum-track-length control where the user sees it (an option, a panel field)."""
+        if not self.short_tracks_dropped:
+            return ""
+        people = "1 person" if self.short_tracks_dropped == 1 else f"{self.short_tracks_dropped} people"
+        return (
+            f"{people} seen in fewer than {self.min_track_length} of the {self.frames_read} frames left out as "
+            f"too short to track: lower {setting} to keep them (1 keeps everyone)"
+        )
 
 
 @dataclass(frozen=True)
@@ -303,11 +351,15 @@ def run_capture(
     hmr: InstantHMR,
     progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
+    summary: Callable[[CaptureSummary], None] | None = None,
 ) -> Take:
     """Capture every person of `settings.source` into a Take, with the given (already loaded) models.
 
     progress: called on this thread after every processed frame. cancel: an Event or a callable, checked
-    before every frame and while waiting; when set, CaptureCancelled is raised within one frame.
+    before every frame and while waiting; when set, CaptureCancelled is raised within one frame. summary:
+    called once with the CaptureSummary (frames missing from a damaged video, people dropped as too short)
+    before the take is returned. The take's `source` is the absolute path of the clip, so it can be found
+    again from any working folder.
     Worker threads are always joined before this returns or raises. Errors: FrameSourceError/ModelError as
     they are; anything else from a stage as CaptureError naming the stage and the source frame.
     """
@@ -323,7 +375,7 @@ def run_capture(
         frames_total = source.count(settings.start, settings.end, settings.step)
         image_size = (info.height, info.width)
         focal, principal_point = implicit_camera(image_size)
-        builder = TakeBuilder(info.fps, image_size, focal, principal_point, source=info.path)
+        builder = TakeBuilder(info.fps, image_size, focal, principal_point, source=os.path.abspath(info.path))
         record = _Recorder(builder)
         hmr_clock = _StageClock()
         workers = _Workers(source, settings, detector)
@@ -382,10 +434,26 @@ def run_capture(
                     )
         finally:
             workers.shutdown()
+        readable_frames = source.info.frame_count  # corrected by the source when the file ended early
 
-    take = builder.build(min_track_length=settings.min_track_length)
+    # A clip shorter than the minimum track length (one image, a few frames) keeps whoever was seen throughout.
+    min_track_length = max(1, min(settings.min_track_length, frames_done))
+    lengths = builder.track_lengths()
+    take = builder.build(min_track_length=min_track_length)
     # ids as people see them: 0, 1, 2 ... in order of first appearance, whatever short tracks were dropped
     take.track_ids = np.arange(take.num_tracks, dtype=np.int64)
+    if summary is not None:
+        summary(
+            CaptureSummary(
+                source=take.source,
+                frames_expected=frames_total,
+                frames_read=frames_done,
+                header_frames=info.frame_count,
+                readable_frames=readable_frames,
+                short_tracks_dropped=sum(1 for length in lengths.values() if length < min_track_length),
+                min_track_length=min_track_length,
+            )
+        )
     return take
 
 
@@ -490,9 +558,10 @@ def capture(
     progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
+    summary: Callable[[CaptureSummary], None] | None = None,
 ) -> Take:
     """Load the models named by `settings` and run the capture (see `run_capture`)."""
     settings.check()
     detector, hmr = build_models(settings, log=log)
-    return run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel)
+    return run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel, summary=summary)
 

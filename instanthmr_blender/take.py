@@ -215,7 +215,13 @@ def save_take(take: Take, path: str | os.PathLike) -> Path:
         "source": np.array(take.source),
     }
     payload.update({name: getattr(take, name) for name in _ARRAY_FIELDS})
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=folder)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=folder)
+    except OSError as error:  # a read-only or full folder: name the take, not the temporary file
+        raise TakeError(
+            f"could not save take to `{destination}` ({error.strerror or error}): "
+            "check that the folder is writable and the disk has space"
+        ) from None
     try:
         with os.fdopen(handle, "wb") as stream:
             np.savez_compressed(stream, **payload)
@@ -232,6 +238,25 @@ def save_take(take: Take, path: str | os.PathLike) -> Path:
             ) from error
         raise
     return destination
+
+
+def locate_source(source: str, take_path: str | os.PathLike) -> str | None:
+    """Where the clip a take was captured from is now, or None when it cannot be found.
+
+    Tried in order: the recorded path (absolute since takes record it so; older takes hold it as typed,
+    relative to the folder the capture ran in); that path relative to the take's folder; a file or folder of
+    the same name next to the take (the take and its clip were moved together). An image-sequence pattern
+    (`frame_%04d.png`) counts as found when its folder exists.
+    """
+    if not source:
+        return None
+    recorded = Path(source)
+    take_folder = Path(take_path).absolute().parent
+    candidates = [recorded, take_folder / recorded, take_folder / recorded.name]
+    for candidate in candidates:
+        if candidate.exists() or ("%" in candidate.name and candidate.parent.is_dir()):
+            return os.path.abspath(candidate)
+    return None
 
 
 def load_take(path: str | os.PathLike) -> Take:
@@ -396,6 +421,10 @@ class TakeBuilder:
             raise TakeError(f"TakeBuilder.add: track {track_id} was already added at frame {frame_index}")
         track[frame_index] = record
         self._frames.add(frame_index)
+
+    def track_lengths(self) -> dict[int, int]:
+        """Recorded frames per track id so far (before any minimum length is applied)."""
+        return {track_id: len(track) for track_id, track in self._records.items()}
 
     def build(self, min_track_length: int = 1) -> Take:
         """The Take: tracks with at least `min_track_length` recorded frames, sorted by id; frame columns

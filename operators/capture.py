@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 import bpy
 
+from ..instanthmr_blender.output_paths import output_problem
 from ..instanthmr_blender.solve import SolveOptions
-from ..instanthmr_blender.take import save_take
-from ..scene import workflow
+from ..instanthmr_blender.take import TakeError, save_take
+from ..scene import naming, workflow
 from ..scene.build import take_name_from_path
 from ..ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_folder, model_path
 from .worker import WorkerJob
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from ..instanthmr_blender.pipeline import CaptureSettings, Progress
 
 PUMP_SECONDS = 0.1
+#: How the minimum-track-length setting is named in messages (its label in the People sub-panel).
+MIN_TRACK_LENGTH_SETTING = "Min track length (People)"
 
 
 class CaptureInputError(ValueError):
@@ -41,12 +44,14 @@ class CaptureJob(WorkerJob):
     settings: CaptureSettings
     take_path: Path
     solve_options: SolveOptions
+    fallback_take_path: Path | None = None  # where the take goes when take_path cannot be written at the end
     progress: Progress | None = None
     take: object | None = None
     saved: Path | None = None
     solution: object | None = None
     cancelled: bool = False
     log: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown with the result: missing frames, people left out
     started: float = field(default_factory=time.monotonic)
 
     thread_name = "InstantHMR capture"
@@ -55,15 +60,43 @@ class CaptureJob(WorkerJob):
         from ..instanthmr_blender.pipeline import CaptureCancelled, capture
 
         try:
+            summaries = []
             self.take = capture(self.settings, progress=self._on_progress, cancel=self.cancel_event,
-                                log=self.log.append)
-            self.take_path.parent.mkdir(parents=True, exist_ok=True)
-            self.saved = save_take(self.take, self.take_path)
-            self.solution = workflow.solve(self.take, take_name_from_path(self.settings.source), self.solve_options)
+                                log=self.log.append, summary=summaries.append)
+            for summary in summaries:
+                self.warnings += [line for line in (summary.truncation_message(),
+                                                    summary.short_tracks_message(MIN_TRACK_LENGTH_SETTING)) if line]
+                if self.take.num_tracks == 0 and summary.short_tracks_dropped:
+                    # People were seen: say why none is left, rather than "nobody was detected".
+                    raise ValueError(f"Nobody to build: {summary.short_tracks_message(MIN_TRACK_LENGTH_SETTING)}")
+            self.saved = self._save_take()
+            name = take_name_from_path(self.settings.source)
+            self.solution = workflow.solve(self.take, name, self.solve_options)
+            self.warnings += [f"{naming.armature_name(name, track_id)} left out: {why}"
+                              for track_id, why in self.solution.skipped]
         except CaptureCancelled:
             self.cancelled = True
         except Exception as exc:  # every failure reaches the user through the pump's report
-            self.error = str(exc) or type(exc).__name__
+            self.error = " ".join((str(exc) or type(exc).__name__).split())
+            if self.saved is not None:
+                self.error += f" (the take is saved at {self.saved})"
+            elif self.warnings and not self.error.startswith("Nobody to build"):
+                self.error += f" ({'; '.join(self.warnings)})"
+
+    def _save_take(self) -> Path:
+        """Save the take where asked; when that fails at the end (a full or read-only disk), in the fallback
+        place, with a warning: the capture is never lost for a file name."""
+        try:
+            self.take_path.parent.mkdir(parents=True, exist_ok=True)
+            return save_take(self.take, self.take_path)
+        except (TakeError, OSError) as error:
+            if self.fallback_take_path is None or self.fallback_take_path == self.take_path:
+                raise
+            reason = (f"could not save the take to {self.take_path} ({error.strerror or error})"
+                      if isinstance(error, OSError) else str(error).split(": check")[0])
+            saved = save_take(self.take, self.fallback_take_path)
+            self.warnings.append(f"{reason}: saved it to {saved} instead")
+            return saved
 
     def _on_progress(self, progress: Progress) -> None:
         self.progress = progress
@@ -132,6 +165,10 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
     )
     take_path = (Path(bpy.path.abspath(scene_settings.take_path)) if scene_settings.take_path
                  else workflow.default_take_path(clip, ADDON_PACKAGE))
+    # The take is written when the capture ends: a place that cannot take it must not cost the whole capture.
+    problem = output_problem(take_path, create_folder=True)
+    if problem is not None:
+        raise CaptureInputError(f"Take path {take_path}: {problem} (Output > Take)")
     return settings, take_path
 
 
@@ -141,7 +178,12 @@ def start_capture(context) -> CaptureJob:
     if _job is not None and _job.running:
         raise CaptureInputError("A capture is already running: wait for it or cancel it first")
     settings, take_path = capture_settings(context)
-    _job = CaptureJob(settings, take_path, workflow.solve_options(context.scene.instanthmr))
+    try:
+        fallback = workflow.default_take_path(settings.source, ADDON_PACKAGE)
+    except OSError:  # no user folder either: the chosen take path is all there is
+        fallback = None
+    _job = CaptureJob(settings, take_path, workflow.solve_options(context.scene.instanthmr),
+                      fallback_take_path=fallback)
     progress = context.window_manager.instanthmr_progress
     progress.running, progress.factor, progress.status = True, 0.0, status_text(None)
     _job.start()
@@ -173,8 +215,10 @@ def pump(context) -> tuple[str, str]:
     try:
         summary = finish_capture(context, job)
     except Exception as exc:
-        progress_props.status = f"Capture failed: {exc}"
-        return "FAILED", str(exc)
+        message = (f"{' '.join(str(exc).split())}; the take is saved at {job.saved}: Rebuild from Take "
+                   "(Output) builds it without running the models")
+        progress_props.status = f"Capture failed: {message}"
+        return "FAILED", message
     progress_props.factor = 1.0
     progress_props.status = summary
     return "FINISHED", summary
@@ -202,8 +246,9 @@ def finish_capture(context, job: CaptureJob) -> str:
         mesh_note = f" Body mesh skipped: {built.mesh_error}"
     seconds = time.monotonic() - job.started
     meshes = f" and {len(built.meshes)} body meshes" if built.meshes else ""
+    warnings = "".join(f" Warning: {line}." for line in job.warnings)
     return (f"Captured {len(built.rigs)} people{meshes} over {take.num_frames} frames in {seconds:.1f} s; "
-            f"take saved to {saved}.{mesh_note}")
+            f"take saved to {saved}.{mesh_note}{warnings}")
 
 
 def cancel_capture(wait: float = 0.0) -> bool:
@@ -231,7 +276,7 @@ class INSTANTHMR_OT_capture(bpy.types.Operator):
     def invoke(self, context, event):
         try:
             start_capture(context)
-        except CaptureInputError as exc:
+        except (CaptureInputError, OSError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         wm = context.window_manager
@@ -244,7 +289,7 @@ class INSTANTHMR_OT_capture(bpy.types.Operator):
         # leave pumping to the caller (capture.py runs the engine synchronously instead).
         try:
             start_capture(context)
-        except CaptureInputError as exc:
+        except (CaptureInputError, OSError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         return {"FINISHED"}
@@ -262,7 +307,7 @@ class INSTANTHMR_OT_capture(bpy.types.Operator):
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         if state == "FINISHED":
-            self.report({"INFO"}, message)
+            self.report({"WARNING"} if " Warning: " in message else {"INFO"}, message)
             bpy.ops.ed.undo_push(message="InstantHMR capture")
             return {"FINISHED"}
         self.report({"WARNING"} if state == "CANCELLED" else {"ERROR"}, message)

@@ -35,8 +35,8 @@ class INSTANTHMR_OT_export(bpy.types.Operator):
             return {"CANCELLED"}
         try:
             written = export_capture(context, capture_rigs(context), path, per_person=settings.export_per_person)
-        except ExportError as exc:
-            self.report({"ERROR"}, str(exc))
+        except (ExportError, OSError, RuntimeError) as exc:  # reported, never a traceback in the console
+            self.report({"ERROR"}, " ".join(str(exc).split()))
             return {"CANCELLED"}
         self.report({"INFO"}, "Exported " + ", ".join(str(p) for p in written))
         return {"FINISHED"}

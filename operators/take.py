@@ -5,15 +5,16 @@ from pathlib import Path
 import bpy
 
 from ..instanthmr_blender.solve import SolveError
-from ..instanthmr_blender.take import TakeError, load_take
-from ..scene import workflow
+from ..instanthmr_blender.take import TakeError, load_take, locate_source
+from ..scene import naming, workflow
 from ..scene.build import take_name_from_path
 from ..ui.preferences import get_preferences, model_folder
 
 
 def rebuild_from_take(context, path: str | None = None):
     """Load the scene's take (or `path`), solve it with the scene's settings and rebuild the capture, keeping
-    only the people ticked in the list. Raises TakeError / SolveError / ValueError with a readable message."""
+    only the people ticked in the list. Returns (the built objects, warnings: a clip that cannot be found, people
+    the solve left out). Raises TakeError / SolveError / ValueError with a readable message."""
     settings = context.scene.instanthmr
     take_path = Path(bpy.path.abspath(path or settings.take_path)) if (path or settings.take_path) else None
     if take_path is None:
@@ -26,14 +27,21 @@ def rebuild_from_take(context, path: str | None = None):
         workflow.fill_people(settings, take)
         keep = None
     source = take.source or str(take_path)
-    background = take.source if (settings.camera_background and take.source and Path(take.source).exists()) else None
+    warnings = []
+    background = locate_source(take.source, take_path) if settings.camera_background else None
+    if settings.camera_background and background is None:
+        warnings.append(f"the take's clip {take.source or '(none recorded)'} was not found (nor next to the take): "
+                        "the camera has no background")
     name = take_name_from_path(source)
     mesh = None
     if settings.build_mesh:
         prefs = get_preferences(context)
         mesh = workflow.mesh_options(prefs, model_folder(prefs))
-    return workflow.build_from_take(context, take, name, workflow.solve_options(settings), background=background,
-                                    track_ids=keep, take_file=str(take_path), mesh=mesh)
+    solution = workflow.solve(take, name, workflow.solve_options(settings))
+    warnings += [f"{naming.armature_name(name, track_id)} left out: {why}" for track_id, why in solution.skipped]
+    built = workflow.build_solution(context, take, solution, name, background=background, track_ids=keep,
+                                    take_file=str(take_path), mesh=mesh)
+    return built, warnings
 
 
 class INSTANTHMR_OT_rebuild_from_take(bpy.types.Operator):
@@ -49,13 +57,17 @@ class INSTANTHMR_OT_rebuild_from_take(bpy.types.Operator):
 
     def execute(self, context):
         try:
-            built = rebuild_from_take(context, self.filepath or None)
+            built, warnings = rebuild_from_take(context, self.filepath or None)
         except (TakeError, SolveError, ValueError, OSError, RuntimeError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         if self.filepath:
             context.scene.instanthmr.take_path = self.filepath
-        self.report({"INFO"}, f"Rebuilt {len(built.rigs)} people from the take")
+        summary = f"Rebuilt {len(built.rigs)} people from the take"
+        if warnings:
+            self.report({"WARNING"}, summary + "".join(f". Warning: {line}" for line in warnings))
+        else:
+            self.report({"INFO"}, summary)
         return {"FINISHED"}
 
 

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import bpy
 
+from ..instanthmr_blender.output_paths import output_problem
+
 FORMATS = {".bvh": "BVH", ".fbx": "FBX", ".glb": "GLB", ".gltf": "GLTF"}
 
 
@@ -18,9 +20,8 @@ def export_format(path: str) -> str:
     return FORMATS[suffix]
 
 
-def _per_person_path(path: Path, rig: bpy.types.Object, count: int) -> Path:
-    if count == 1:
-        return path
+def _per_person_path(path: Path, rig: bpy.types.Object) -> Path:
+    # Always named after the person, even when there is one: the names do not depend on how many were tracked.
     return path.with_name(f"{path.stem}.{rig.name.rsplit('.', 1)[-1]}{path.suffix}")
 
 
@@ -61,20 +62,23 @@ def _export_one(context, rigs: list, path: Path, fmt: str) -> None:
 def export_capture(context, rigs: list, path: str, *, per_person: bool = False) -> list[Path]:
     """Write the rigs' animation to path; BVH (one skeleton per file) is always one file per person.
 
-    Several people in one FBX/glTF unless per_person; per-person files are named `<stem>.personNN<ext>`.
+    Several people in one FBX/glTF unless per_person; per-person files (BVH always) are named
+    `<stem>.personNN<ext>`, one person included.
     Returns the files written."""
     if not rigs:
         raise ExportError("nothing to export: the capture has no rig")
     target = Path(bpy.path.abspath(path))
     fmt = export_format(str(target))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    problem = output_problem(target, create_folder=True)
+    if problem is not None:
+        raise ExportError(f"{target}: {problem}")
     previous_selection = [obj for obj in context.view_layer.objects if obj.select_get()]
     previous_active = context.view_layer.objects.active
     written = []
     try:
         if fmt == "BVH" or per_person:
             for rig in rigs:
-                out = _per_person_path(target, rig, len(rigs))
+                out = _per_person_path(target, rig)
                 _export_one(context, [rig], out, fmt)
                 written.append(out)
         else:

@@ -4,6 +4,8 @@ installed extension, with a clear one-line failure and a non-zero status when so
 import json
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +19,12 @@ from conftest import ADDON_ID, REPO_ROOT
 DEV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 
 
-def run_capture(script: Path, *args: str, user_dir: Path | None = None, python=None) -> subprocess.CompletedProcess:
+def run_capture(script: Path, *args: str, user_dir: Path | None = None, python=None,
+                cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     if user_dir is not None:
         env["BLENDER_USER_RESOURCES"] = str(user_dir)
-    return subprocess.run([str(python or DEV_PYTHON), str(script), *args], cwd=REPO_ROOT, env=env,
+    return subprocess.run([str(python or DEV_PYTHON), str(script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -124,13 +127,131 @@ def test_headless_resolve_from_take_skips_the_models(models, fixtures_dir, tmp_p
     assert (tmp_path / "b.blend").is_file() and (tmp_path / "b.fbx").is_file()
 
 
-def test_headless_single_image(models, fixtures_dir, tmp_path):
+def test_single_image_and_short_range_capture_with_the_defaults(models, fixtures_dir, tmp_path):
+    """The default minimum track length (5) must not drop everyone from a clip shorter than it."""
     frame = tmp_path / "frame.png"
     write_png(frame, np.full((994, 1768, 3), 90, np.uint8))
     result = run_capture(installed_capture_script(), "--image", str(frame), "--model-dir", str(models),
-                         "--min-track-length", "1", "--out", str(tmp_path / "image.blend"), python=sys.executable)
+                         "--out", str(tmp_path / "image.blend"), python=sys.executable)
     assert result.returncode == 0, result.stderr
+    assert "2 people tracked over 1 frames" in result.stdout and "warning" not in result.stdout
     assert inspect_blend(tmp_path / "image.blend", tmp_path)["frame_range"] == [1, 1]
+    video = fixtures_dir / "video" / "two_people_walking.mp4"
+    result = run_capture(installed_capture_script(), str(video), "--start", "100", "--end", "104", "--model-dir",
+                         str(models), "--out", str(tmp_path / "range.blend"), python=sys.executable)
+    assert result.returncode == 0, result.stderr
+    report = inspect_blend(tmp_path / "range.blend", tmp_path)
+    assert report["frame_range"] == [101, 104] and len(report["rigs"]) == 2
+
+
+def test_cut_off_video_warns_and_its_take_finds_the_clip_from_anywhere(addon, models, fixtures_dir, tmp_path):
+    """A copy with only the first 30% of the bytes: the header still says 230 frames, 60 are readable."""
+    data = (fixtures_dir / "video" / "two_people_walking.mp4").read_bytes()
+    clips, takes, elsewhere = tmp_path / "clips", tmp_path / "takes", tmp_path / "elsewhere"
+    for folder in (clips, takes, elsewhere):
+        folder.mkdir()
+    (clips / "cut.mp4").write_bytes(data[: int(len(data) * 0.3)])
+    result = run_capture(installed_capture_script(), "cut.mp4", "--model-dir", str(models), "--out",
+                         str(tmp_path / "cut.blend"), "--save-take", str(takes / "cut.npz"), python=sys.executable,
+                         cwd=clips)  # the clip as typed, relative to the working folder
+    assert result.returncode == 0, result.stderr
+    warning = next(line for line in result.stdout.splitlines() if line.startswith("capture: warning:"))
+    assert f"{clips / 'cut.mp4'}` stopped after 60 readable frames" in warning
+    assert "captured 60 of the 230 frames" in warning
+    report = inspect_blend(tmp_path / "cut.blend", tmp_path)
+    assert report["frame_range"] == [1, 60] and report["background"] == 1  # the scene covers what was captured
+
+    # Re-solved from another folder: the take holds the clip's absolute path, so the background is found. The
+    # second person's neck made unusable: the solve leaves them out, and says who and why.
+    take_module = sys.modules[addon.__name__ + ".instanthmr_blender.take"]
+    neck = sys.modules[addon.__name__ + ".instanthmr_blender.skeleton"].MHR70_INDEX["neck"]
+    take = take_module.load_take(takes / "cut.npz")
+    take.joints_cam[1, :, neck] = np.nan
+    take_module.save_take(take, takes / "neckless.npz")
+    again = run_capture(installed_capture_script(), "--take", str(takes / "neckless.npz"), "--out",
+                        str(tmp_path / "again.blend"), python=sys.executable, cwd=elsewhere)
+    assert again.returncode == 0, again.stdout + again.stderr
+    warnings = [line for line in again.stdout.splitlines() if "warning" in line]
+    assert warnings == ["capture: warning: cut.person01 left out: the track never shows both hips and the neck: "
+                        "the body cannot be solved"]
+    report = inspect_blend(tmp_path / "again.blend", tmp_path)
+    assert report["background"] == 1 and report["rigs"] == ["cut.person00"]
+    # Take and clip moved together: found next to the take. The clip gone: a warning, no background.
+    for name in ("cut.mp4", "cut.npz"):
+        shutil.move(str((clips if name.endswith("mp4") else takes) / name), elsewhere / name)
+    moved = run_capture(installed_capture_script(), "--take", str(elsewhere / "cut.npz"), "--out",
+                        str(tmp_path / "moved.blend"), python=sys.executable, cwd=tmp_path)
+    assert moved.returncode == 0 and "warning" not in moved.stdout, moved.stdout + moved.stderr
+    (elsewhere / "cut.mp4").unlink()
+    lost = run_capture(installed_capture_script(), "--take", str(elsewhere / "cut.npz"), "--out",
+                       str(tmp_path / "lost.blend"), python=sys.executable, cwd=tmp_path)
+    assert lost.returncode == 0, lost.stderr
+    assert (f"capture: warning: the take's clip {clips / 'cut.mp4'} was not found (nor next to the take): "
+            "the camera has no background") in lost.stdout
+    assert [inspect_blend(tmp_path / f"{n}.blend", tmp_path)["background"] for n in ("moved", "lost")] == [1, 0]
+
+
+def run_and_act(script: Path, args: list[str], marker: str, action, user_dir: Path):
+    """Run capture.py, call `action(process)` once a stdout line contains `marker`; returns (status, out, err)."""
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user_dir))
+    process = subprocess.Popen([sys.executable, str(script), *args], env=env, cwd=REPO_ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            action(process)
+            break
+    out, err = process.communicate(timeout=300)
+    return process.returncode, "".join(seen) + out, err
+
+
+def kept_take(line: str) -> Path:
+    """The take a one-line failure names (`... kept in the take PATH: ...`)."""
+    return Path(line.split("kept in the take ", 1)[1].split(": ", 1)[0])
+
+
+def test_an_output_folder_lost_during_the_capture_keeps_the_take(addon, models, fixtures_dir, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    video = fixtures_dir / "video" / "two_people_walking.mp4"
+    status, out, err = run_and_act(installed_capture_script(), [str(video), "--model-dir", str(models), "--end",
+                                                                 "60", "--out", str(out_dir / "walk.blend")],
+                                   "frames ·", lambda process: shutil.rmtree(out_dir), tmp_path / "user")
+    assert status == 1, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err and ".blend@" not in out + err, out + err
+    assert lines[0].startswith(f"capture: error: could not write {out_dir / 'walk.blend'} (")
+    take = kept_take(lines[0])
+    assert f"rebuild it without running the models with capture.py --take {take} --out" in lines[0]
+    loaded = sys.modules[addon.__name__ + ".instanthmr_blender.take"].load_take(take)
+    assert loaded.num_tracks == 2 and loaded.num_frames == 60
+
+
+def test_ctrl_c_exits_130_with_one_line_and_keeps_the_take(addon, models, fixtures_dir, tmp_path):
+    video = fixtures_dir / "video" / "two_people_walking.mp4"
+    interrupt = lambda process: process.send_signal(signal.SIGINT)  # noqa: E731
+    # During the capture: nothing was made, nothing is written.
+    status, out, err = run_and_act(installed_capture_script(), [str(video), "--model-dir", str(models), "--out",
+                                                                 str(tmp_path / "a.blend")],
+                                   "frames ·", interrupt, tmp_path / "user")
+    assert status == 130, out + err
+    assert err.strip().splitlines() == ["capture: interrupted (Ctrl-C): stopped during the capture: nothing was "
+                                        "written"]
+    # During an export: the take already saved is kept and named, no half-written file is left.
+    (tmp_path / "exports").mkdir()
+    status, out, err = run_and_act(installed_capture_script(), [str(video), "--model-dir", str(models), "--out",
+                                                                 str(tmp_path / "b.blend"), "--save-take",
+                                                                 str(tmp_path / "b.npz"), "--export",
+                                                                 str(tmp_path / "exports" / "b.glb")],
+                                   "capture: exporting", interrupt, tmp_path / "user")
+    assert status == 130, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"capture: interrupted (Ctrl-C): the capture is kept in the take {tmp_path / 'b.npz'}")
+    assert not (tmp_path / "a.blend").exists() and not (tmp_path / "b.blend").exists()
+    leftovers = [p.name for p in (tmp_path / "exports").iterdir() if p.name != "b.glb"]
+    assert leftovers == []  # no staging folder or partial file (b.glb only if it was complete before the signal)
 
 
 def write_png(path: Path, rgb) -> None:
@@ -182,13 +303,32 @@ def test_bad_inputs_fail_with_one_clear_line(addon, models, fixtures_dir, tmp_pa
         (["--take", tmp_path / "missing.npz"], "missing.npz"),
         ([video, "--model-dir", models, "--export", tmp_path / "out.xyz"], "unknown export format"),
         ([], "nothing to capture"),
+        # every numeric option out of range, named as typed
+        ([video, "--frame-skip", "0"], "--frame-skip must be 1 or more"),
+        ([video, "--max-persons", "0"], "--max-persons must be 1 or more"),
+        ([video, "--det-confidence", "2.0"], "--det-confidence must be from 0 up to (not including) 1"),
+        ([video, "--detector-stride", "0"], "--detector-stride must be 1 or more"),
+        ([video, "--threads", "-1"], "--threads must be 0 (automatic) or more"),
+        ([video, "--min-track-length", "0"], "--min-track-length must be 1 or more"),
+        ([video, "--start", "-1"], "--start must be 0 or more"),
+        ([video, "--start", "9", "--end", "4"], "--end 4 must be greater than --start 9"),
+        ([video, "--fps", "0"], "--fps must be a positive number"),
+        ([video, "--retarget-scale", "-2"], "--retarget-scale must be a positive number"),
+        ([video, "--frame-skip", "x"], "argument --frame-skip: invalid int value"),
+        # every output location, checked before the models (the model folder here is empty: not reached)
+        ([video, "--model-dir", tmp_path / "empty", "--out", tmp_path / "empty"], "is a folder"),
+        ([video, "--model-dir", tmp_path / "empty", "--out", tmp_path / "out.txt"], "give a name ending in .blend"),
+        ([video, "--model-dir", tmp_path / "empty", "--out", tmp_path / "no" / "a.blend"], "does not exist"),
+        ([video, "--model-dir", tmp_path / "empty", "--out", "/sys/a.blend"], "cannot write in /sys"),
+        ([video, "--model-dir", tmp_path / "empty", "--save-take", "/sys/a.npz"], "--save-take /sys/a.npz: cannot"),
+        ([video, "--model-dir", tmp_path / "empty", "--export", tmp_path / "no" / "a.bvh"], "--export"),
     ]
     for argv, expected in cases:
         status = headless(addon, argv)
         line = last_error(capsys)
         assert status == 2, (argv, status, line)
         assert line.startswith("capture: error: ") and expected in line, (argv, line)
-        assert "Traceback" not in line
+        assert "Traceback" not in line and "usage:" not in line
 
 
 def test_help_lists_every_option(addon, capsys):

@@ -186,6 +186,20 @@ def test_rebuild_from_take_applies_new_settings_without_models(capture_ops, fixt
     assert len(first) == len(rigs[0].pose.bones)
     with pytest.raises(RuntimeError, match="missing.npz"):
         bpy.ops.instanthmr.rebuild_from_take(filepath=str(tmp_path / "missing.npz"))
+    # A person the solve cannot use, and a clip that is gone: both named, the others rebuilt.
+    take_module = sys.modules[ADDON_MODULE + ".instanthmr_blender.take"]
+    neck = sys.modules[ADDON_MODULE + ".instanthmr_blender.skeleton"].MHR70_INDEX["neck"]
+    take = take_module.load_take(settings.take_path)
+    take.joints_cam[1, :, neck] = np.nan
+    take.source = str(tmp_path / "gone.mp4")
+    take_module.save_take(take, tmp_path / "neckless.npz")
+    rebuild = sys.modules[ADDON_MODULE + ".operators.take"].rebuild_from_take
+    built, warnings = rebuild(bpy.context, str(tmp_path / "neckless.npz"))
+    assert len(built.rigs) == 1
+    assert warnings == [f"the take's clip {tmp_path / 'gone.mp4'} was not found (nor next to the take): the camera "
+                        "has no background",
+                        "gone.person01 left out: the track never shows both hips and the neck: the body "
+                        "cannot be solved"]
 
 
 def test_export_operator_writes_the_files(capture_ops, fixtures_dir, tmp_path):
@@ -200,6 +214,8 @@ def test_export_operator_writes_the_files(capture_ops, fixtures_dir, tmp_path):
     assert (tmp_path / "out" / "walk.fbx").stat().st_size > 1000
     with pytest.raises(RuntimeError, match="unknown export format .xyz"):
         bpy.ops.instanthmr.export(filepath=str(tmp_path / "out" / "walk.xyz"))
+    with pytest.raises(RuntimeError, match=r"/sys/walk.bvh: cannot write in /sys \(Permission denied\)"):
+        bpy.ops.instanthmr.export(filepath="/sys/walk.bvh")
 
 
 def test_take_round_trips_through_the_saved_file(capture_ops, fixtures_dir, tmp_path):
@@ -226,3 +242,35 @@ def test_clip_picker_lists_videos_and_images_and_sets_the_clip(addon, fixtures_d
     assert bpy.context.scene.instanthmr.clip == str(frame.parent)
     with pytest.raises(RuntimeError, match="no such file"):
         bpy.ops.instanthmr.choose_clip(filepath=str(tmp_path / "missing.mp4"))
+
+
+def test_an_unwritable_take_path_is_refused_before_starting(capture_ops, fixtures_dir, tmp_path):
+    settings = set_clip(fixtures_dir, tmp_path)
+    settings.take_path = "/sys/take.npz"  # refuses new files even to root
+    with pytest.raises(RuntimeError, match=r"Take path /sys/take.npz: cannot write in /sys \(Permission denied\)"):
+        bpy.ops.instanthmr.capture()
+    assert capture_ops.current_job() is None
+
+
+def test_a_cut_off_video_and_a_take_folder_lost_at_the_end_are_reported_not_lost(capture_ops, fixtures_dir,
+                                                                                  tmp_path):
+    """A copy with only the first 30% of the bytes (60 of the 230 frames its header lists), and the take's
+    folder replaced by a file while the capture runs: the capture finishes, says both, keeps the take."""
+    data = (fixtures_dir / "video" / VIDEO).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.3)])
+    settings = bpy.context.scene.instanthmr
+    settings.clip, settings.frame_end = str(cut), 0
+    settings.take_path = str(tmp_path / "takes" / "cut.npz")
+    job = capture_ops.start_capture(bpy.context)
+    (tmp_path / "takes").rmdir()
+    (tmp_path / "takes").write_text("not a folder any more")
+    state, message, _ = pump_until_done(capture_ops)
+    assert state == "FINISHED", message
+    assert f"`{cut}` stopped after 60 readable frames" in message and "captured 60 of the 230 frames" in message
+    assert f"could not save the take to {tmp_path / 'takes' / 'cut.npz'}" in message
+    assert "saved it to" in message and Path(settings.take_path).is_file()
+    assert job.saved == Path(settings.take_path) and job.saved != tmp_path / "takes" / "cut.npz"
+    scene = bpy.context.scene
+    assert (scene.frame_start, scene.frame_end) == (1, 60)
+    assert scene.camera.data.background_images[0].clip is not None

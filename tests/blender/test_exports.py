@@ -52,7 +52,8 @@ def test_bvh_export_reimports_with_the_same_motion(api, capture, tmp_path):
     frames = sample_frames(rig)
     expected = head_positions(rig, frames)
     written = export_capture(bpy.context, capture.rigs, str(tmp_path / "cmu.bvh"))
-    assert written == [tmp_path / "cmu.bvh"]
+    # one person too gets the person's name: the README's OUT.person00.bvh rule, whatever the number of people
+    assert written == [tmp_path / f"cmu.{rig.name.rsplit('.', 1)[-1]}.bvh"] and rig.name.endswith(".person00")
     before = {obj.name for obj in bpy.data.objects}
     # Blender's BVH exporter writes Blender's own axes (Z up), so import them unconverted.
     bpy.ops.import_anim.bvh(filepath=str(written[0]), axis_forward="Y", axis_up="Z", frame_start=frames[0],

@@ -248,3 +248,96 @@ def test_on_the_cpu_the_models_take_turns_and_run_only_real_rows(settings):
     assert detector_sizes == [1] * (FRAMES // 2)
     # two people (and the stand-in's two boxes on detector frames): never padded to max_persons + 1
     assert set(hmr_sizes) == {2} and len(hmr_sizes) == FRAMES
+
+
+# --- Short clips, damaged videos, where the take says it came from ----------------------------------------------
+
+def capture_with_summary(settings, models, detector=None):
+    summaries = []
+    default_detector, hmr = load(models, settings)
+    take = run_capture(settings, detector=detector or default_detector, hmr=hmr, summary=summaries.append)
+    assert len(summaries) == 1
+    return take, summaries[0]
+
+
+def write_frames(folder, count):
+    import cv2
+
+    folder.mkdir()
+    image = np.full((994, 1768, 3), 90, np.uint8)
+    for index in range(count):
+        assert cv2.imwrite(str(folder / f"frame_{index:04d}.png"), image)
+    return folder
+
+
+@pytest.mark.parametrize("source", ["image", "sequence", "short range"])
+def test_clips_shorter_than_the_minimum_track_length_keep_their_people(models, settings, tmp_path, source):
+    """With the default minimum track length (5), a single image, a 3-image sequence and a 4-frame range
+    still capture the two people seen in all of their frames: the length is clamped to the frames processed."""
+    settings.min_track_length = CaptureSettings.min_track_length
+    if source == "image":
+        settings.source, settings.end = str(write_frames(tmp_path / "one", 1) / "frame_0000.png"), None
+        expected = 1
+    elif source == "sequence":
+        settings.source, settings.end = str(write_frames(tmp_path / "seq", 3)), None
+        expected = 3
+    else:
+        settings.start, settings.end = 100, 104
+        expected = 4
+    take, summary = capture_with_summary(settings, models)
+    assert take.num_frames == expected and list(take.track_ids) == [0, 1] and take.valid.all()
+    assert summary.min_track_length == expected and summary.short_tracks_dropped == 0
+    assert summary.short_tracks_message("--min-track-length") == ""
+
+
+class OnePersonAfterTwoFrames:
+    """The stand-in detector, but the second person is only found in the first two detector calls."""
+
+    def __init__(self, inner):
+        self.inner, self.confidence, self.calls = inner, inner.confidence, 0
+
+    def detect(self, frames_rgb):
+        found = self.inner.detect(frames_rgb)
+        out = []
+        for item in found:
+            self.calls += 1
+            out.append(item if self.calls <= 2 else type(item)(item.boxes[:1], item.scores[:1]))
+        return out
+
+
+def test_people_dropped_as_too_short_are_counted_with_the_way_to_keep_them(models, settings):
+    settings.min_track_length = 10
+    detector, _ = load(models, settings)
+    take, summary = capture_with_summary(settings, models, detector=OnePersonAfterTwoFrames(detector))
+    assert take.num_tracks == 1
+    assert summary.short_tracks_dropped == 1 and summary.min_track_length == 10
+    message = summary.short_tracks_message("--min-track-length")
+    assert message.startswith("1 person seen in fewer than 10 of the 24 frames left out")
+    assert "--min-track-length" in message and "detected" not in message
+
+
+def test_a_cut_off_video_says_how_many_frames_were_read(models, settings, fixtures_dir, tmp_path):
+    """A copy of the clip with only the first 30% of its bytes: its header still lists 230 frames."""
+    data = (fixtures_dir / "video" / "two_people_walking.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.3)])
+    settings.source, settings.end = str(cut), None
+    take, summary = capture_with_summary(settings, models)
+    assert summary.truncated and summary.header_frames == summary.frames_expected == 230
+    assert summary.frames_read == summary.readable_frames == take.num_frames < 230
+    assert list(take.frames) == list(range(take.num_frames))  # the take covers exactly what was captured
+    message = summary.truncation_message()
+    assert str(cut) in message and f"captured {take.num_frames} of the 230 frames" in message
+
+
+def test_a_complete_capture_has_nothing_to_report(models, settings):
+    take, summary = capture_with_summary(settings, models)
+    assert not summary.truncated and summary.truncation_message() == ""
+    assert summary.frames_read == summary.frames_expected == FRAMES
+
+
+def test_the_take_records_the_clip_as_an_absolute_path(models, settings, fixtures_dir, monkeypatch):
+    monkeypatch.chdir(fixtures_dir / "video")
+    settings.source = "two_people_walking.mp4"
+    take, _ = capture_with_summary(settings, models)
+    assert take.source == str(fixtures_dir / "video" / "two_people_walking.mp4")

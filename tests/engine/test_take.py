@@ -17,6 +17,7 @@ from instanthmr_blender.take import (
     TakeBuilder,
     TakeError,
     load_take,
+    locate_source,
     save_take,
 )
 
@@ -318,3 +319,34 @@ def test_save_accepts_path_like_and_str(tmp_path):
     take = sample_take()
     as_text = save_take(take, os.fspath(tmp_path / "a.npz"))
     assert isinstance(as_text, Path) and load_take(str(as_text)).num_tracks == 2
+
+
+def test_an_unwritable_folder_names_the_take_not_a_temporary_file(tmp_path, monkeypatch):
+    def refused(*args, dir=None, prefix="", suffix="", **kwargs):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / f"{prefix}x1y2{suffix}"))
+
+    monkeypatch.setattr(take_module.tempfile, "mkstemp", refused)
+    with pytest.raises(TakeError) as error:
+        save_take(sample_take(), tmp_path / "capture.npz")
+    message = str(error.value)
+    assert f"could not save take to `{tmp_path / 'capture.npz'}` (Permission denied)" in message
+    assert ".tmp" not in message and "x1y2" not in message
+
+
+def test_locate_source_finds_the_clip_from_any_folder_and_next_to_a_moved_take(tmp_path, monkeypatch):
+    clip_folder, take_folder, moved = tmp_path / "clips", tmp_path / "takes", tmp_path / "moved"
+    for folder in (clip_folder, take_folder, moved):
+        folder.mkdir()
+    (clip_folder / "walk.mp4").write_bytes(b"video")
+    take_file = take_folder / "walk.npz"
+    monkeypatch.chdir(moved)  # another working folder than the capture's
+    assert locate_source(str(clip_folder / "walk.mp4"), take_file) == str(clip_folder / "walk.mp4")
+    # an older take holding the path as typed, relative to the take's folder
+    assert locate_source("../clips/walk.mp4", take_file) == os.path.abspath(take_folder / "../clips/walk.mp4")
+    # take and clip moved together: the clip is found next to the take
+    (moved / "walk.mp4").write_bytes(b"video")
+    (clip_folder / "walk.mp4").unlink()
+    assert locate_source(str(clip_folder / "walk.mp4"), moved / "walk.npz") == str(moved / "walk.mp4")
+    assert locate_source(str(clip_folder / "walk.mp4"), take_file) is None
+    assert locate_source(str(clip_folder / "frame_%04d.png"), take_file) == str(clip_folder / "frame_%04d.png")
+    assert locate_source("", take_file) is None
