@@ -392,8 +392,6 @@ def load_models(clip: Clip, models: ModelChoice, args: argparse.Namespace) -> Lo
         log=lambda message: print(f"  [model] {message}", file=sys.stderr),
     )
     load_seconds = time.perf_counter() - began
-    if args.scripted_people:
-        detector = ScriptedPeopleDetector(detector, CLIP_PEOPLE.get(clip.path.name, args.stand_in_people))
     warm_up(detector, hmr, clip.frame, args.detector_batch, args.max_persons + 1)
     return LoadedModels(detector, hmr, load_seconds)
 
@@ -703,6 +701,11 @@ def main(argv: list[str] | None = None) -> int:
                 if key not in loaded_by_files:
                     loaded_by_files[key] = load_models(clip, choice, args)
                 loaded_by_clip[name] = loaded_by_files[key]
+                if args.scripted_people:  # the models are shared between clips, the scripted people are not
+                    shared = loaded_by_clip[name]
+                    people = CLIP_PEOPLE.get(name, args.stand_in_people)
+                    detector = ScriptedPeopleDetector(shared.detector, people)
+                    loaded_by_clip[name] = LoadedModels(detector, shared.hmr, shared.load_seconds)
                 print(f"  {name}: each model alone ...", file=sys.stderr, flush=True)
                 alone[name] = time_alone(loaded_by_clip[name], clip.frame, args.max_persons + 1)
                 for stride in args.stride:
