@@ -19,23 +19,28 @@ from pathlib import Path
 
 import bpy
 
+from . import headless_live
 from .instanthmr_blender.frames import FrameSourceError
+from .instanthmr_blender.lens import Lens, LensError
 from .instanthmr_blender.mesh import MeshError
 from .instanthmr_blender.model_files import KNOWN_MODELS, ModelDownloadError
+from .instanthmr_blender.model_registry import RegistryError, registry
 from .instanthmr_blender.output_paths import output_problem
 from .instanthmr_blender.pipeline import CaptureError, CaptureSettings, CaptureSummary, Progress, capture
 from .instanthmr_blender.runtime import ModelError
+from .instanthmr_blender.sam3d import BACKENDS, Sam3DError, Sam3DWorkerError
 from .instanthmr_blender.solve import SolveError, SolveOptions
 from .instanthmr_blender.take import TakeError, load_take, locate_source, save_take
 from .retarget.bake import RetargetError
 from .scene import naming, workflow
 from .scene.build import take_name_from_path
 from .scene.export import ExportError, export_capture, export_format
-from .ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_path
+from .ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_path, sam3d_settings
 
 DEVICES = ("auto", "cpu", "cuda", "coreml", "directml")
 # Errors whose message tells the user what to fix in the input: exit status 2.
-INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError, RetargetError)
+INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError, RetargetError,
+                LensError, RegistryError, Sam3DError, *headless_live.INPUT_ERRORS)
 
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
@@ -82,6 +87,10 @@ OPTION_RANGES = (
     ("--min-track-length", "min_track_length", _at_least(1), "1 or more"),
     ("--retarget-person", "retarget_person", _at_least(0), "0 or more (a tracked person's number)"),
     ("--retarget-scale", "retarget_scale", _positive, "a positive number"),
+    ("--focal-px", "focal_px", _positive, "a positive number of pixels"),
+    ("--lens-mm", "lens_mm", _positive, "a positive number of millimetres"),
+    ("--sensor-width-mm", "sensor_width_mm", _positive, "a positive number of millimetres"),
+    ("--sam3d-timeout", "sam3d_timeout", _positive, "a positive number of seconds"),
 )
 
 
@@ -113,14 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_argument_group("input")
     source.add_argument("--image", metavar="PATH", help="capture a single image instead of a clip")
     source.add_argument("--take", metavar="IN.npz", help="solve a saved take instead of running the models")
+    source.add_argument("--import-sam3d", metavar="DIR",
+                        help="import SAM 3D Body results saved from its demo (.npz/.pkl per frame and person) as the "
+                        "take; a clip given too sets the frame size, rate and background")
     source.add_argument("--start", type=int, default=0, help="first source frame (default 0)")
     source.add_argument("--end", type=int, default=None, help="source frame to stop before (default: the end)")
     source.add_argument("--frame-skip", type=int, default=1, metavar="N",
                         help="process every Nth frame (default 1: every frame)")
     source.add_argument("--fps", type=float, default=30.0, help="frame rate of image sequences (default 30)")
+    headless_live.add_arguments(parser)
     models = parser.add_argument_group("models")
     models.add_argument("--model", metavar="PATH", help="InstantHMR ONNX file (default: from the model folder)")
     models.add_argument("--model-dir", metavar="DIR", help="folder holding the model files")
+    models.add_argument("--model-size", choices=tuple(registry().sizes), default=None,
+                        help="which published InstantHMR model (default: the add-on preference, else first_release "
+                        "= instanthmr.onnx); see the README for each one's accuracy and licence")
+    models.add_argument("--model-fit", type=int, choices=(0, 1, 2), default=None,
+                        help="its fit level: 0 none, 1 or 2 crops per person (v1.1; default: the preference)")
+    models.add_argument("--download-models", action="store_true",
+                        help="download the model files these settings need into the model folder when missing "
+                        "(your consent to go online), SHA-256 verified")
     models.add_argument("--device", choices=DEVICES, default=None,
                         help="where the models run (default: the add-on preference, else auto)")
     models.add_argument("--threads", type=int, default=None, help="CPU threads per model (0: automatic)")
@@ -134,12 +155,34 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--max-persons", type=int, default=2, help="most people per frame (default 2)")
     models.add_argument("--min-track-length", type=int, default=5, help="drop people seen in fewer frames (5)")
     models.add_argument("--no-batch-persons", action="store_true", help="run InstantHMR one person at a time")
+    lens = parser.add_argument_group("camera lens (default: the model's own camera)")
+    lens.add_argument("--focal-px", type=float, default=None, metavar="F",
+                      help="the video's focal length in pixels (InstantHMR and SAM 3D Body)")
+    lens.add_argument("--lens-mm", type=float, default=None, metavar="MM",
+                      help="the lens's focal length in mm (with --sensor-width-mm, default 36: 35 mm equivalent)")
+    lens.add_argument("--sensor-width-mm", type=float, default=None, metavar="MM",
+                      help="sensor size along the image's longer side, mm (with --lens-mm)")
+    sam3d = parser.add_argument_group("SAM 3D Body (optional: more accurate, slower; its own Python environment)")
+    sam3d.add_argument("--backend", choices=BACKENDS, default=None,
+                       help="the pose model: instanthmr (ONNX, default) or sam3d (default: the add-on preference)")
+    sam3d.add_argument("--sam3d-python", metavar="PATH", help="the python of an environment with torch and sam-3d-body")
+    sam3d.add_argument("--sam3d-checkpoint", metavar="DIR",
+                       help="folder with model.ckpt, model_config.yaml and assets/mhr_model.pt")
+    sam3d.add_argument("--sam3d-code", metavar="DIR",
+                       help="a checkout of facebookresearch/sam-3d-body (when it is not installed there)")
+    sam3d.add_argument("--sam3d-backbone", metavar="FILE",
+                       help="Embedl INT8 backbone: .pt2, .onnx (a TensorRT engine is built once) or .engine")
+    sam3d.add_argument("--sam3d-device", choices=("auto", "cuda", "cpu", "mps"), default="auto")
+    sam3d.add_argument("--sam3d-timeout", type=float, default=300.0, metavar="S",
+                       help="seconds a frame may take before the worker counts as hung (300)")
     solve = parser.add_argument_group("solve")
     solve.add_argument("--smoothing", choices=("off", "light", "medium", "strong"), default="medium")
     solve.add_argument("--smoothing-method", choices=("zero_lag", "one_euro"), default="zero_lag")
     solve.add_argument("--foot-lock", type=_on_off, default=True, metavar="on|off", help="lock planted feet (on)")
     solve.add_argument("--symmetric-lengths", type=_on_off, default=True, metavar="on|off",
                        help="same length for left and right limbs (on)")
+    solve.add_argument("--clean", type=_on_off, default=True, metavar="on|off",
+                       help="repair swaps, flips and jumps before smoothing (on)")
     solve.add_argument("--floor", choices=("auto", "none"), default="auto",
                        help="fit the floor to the feet (auto) or take gravity from the camera (none)")
     output = parser.add_argument_group("output")
@@ -173,6 +216,12 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
+def _print_quality(built) -> None:
+    """The solve's quality report: one line per person (jitter, foot slide, repairs, reprojection, bones)."""
+    for line in built.quality_lines:
+        _print(f"quality: {line}")
+
+
 class _ProgressPrinter:
     """Text progress at most once a second (and at the end)."""
 
@@ -189,13 +238,38 @@ class _ProgressPrinter:
         _print(f"capture: {status_text(progress)}")
 
 
+def _chosen_hmr(args, prefs):
+    """The registry entry of --model-size / --model-fit, each defaulting to the preferences' choice."""
+    size = args.model_size or prefs.hmr_size
+    fit = args.model_fit
+    if fit is None:
+        fit = 0 if size == "first_release" else int(prefs.hmr_fit)
+    return registry().choose(size, fit)
+
+
+def _lens_settings(args) -> dict:
+    """CaptureSettings' lens fields from --focal-px / --lens-mm / --sensor-width-mm (their ranges are checked with
+    the other options'); UsageError for a combination that makes no sense."""
+    if args.focal_px is not None and args.lens_mm is not None:
+        raise UsageError("give the focal length either with --focal-px or with --lens-mm, not both")
+    if args.sensor_width_mm is not None and args.lens_mm is None:
+        raise UsageError("--sensor-width-mm goes with --lens-mm (the focal length in mm)")
+    if args.lens_mm is not None:
+        return {"lens_mm": args.lens_mm, "sensor_width_mm": args.sensor_width_mm or 36.0}
+    return {} if args.focal_px is None else {"focal_px": args.focal_px}
+
+
 def _model_paths(args, prefs) -> tuple[Path, Path | None]:
     """The model files to load, as absolute paths (messages name files the user can find)."""
     folder = Path(args.model_dir) if args.model_dir else None
     if args.model:
         hmr = Path(args.model)
     elif folder is not None:
-        hmr = folder / KNOWN_MODELS["instanthmr"].filename
+        hmr = folder / _chosen_hmr(args, prefs).file
+    elif args.model_size or args.model_fit is not None:
+        from .ui.preferences import model_folder
+
+        hmr = model_folder(prefs) / _chosen_hmr(args, prefs).file
     else:
         hmr = model_path(prefs, "instanthmr")
     if args.detector != "onnx":
@@ -210,24 +284,70 @@ def _model_paths(args, prefs) -> tuple[Path, Path | None]:
     return Path(os.path.abspath(hmr)), Path(os.path.abspath(detector))
 
 
-def _capture(args, clip: str, prefs):
+def _sam3d_settings(args, prefs):
+    """SAM 3D Body's settings: the command line's, else the preferences'; checked (one line) before any work."""
+    settings = sam3d_settings(prefs)
+    for field, value in (("python", args.sam3d_python), ("checkpoint", args.sam3d_checkpoint),
+                         ("code", args.sam3d_code), ("backbone", args.sam3d_backbone)):
+        if value:
+            setattr(settings, field, str(Path(value).resolve()) if field != "python" else value)
+    settings.device, settings.frame_timeout = args.sam3d_device, args.sam3d_timeout
+    settings.check()
+    return settings
+
+
+def _import_sam3d(args, clip: str | None):
+    """The take from SAM 3D Body results; the clip, when given, gives the frame size and rate."""
+    from .instanthmr_blender.frames import open_source
+    from .instanthmr_blender.sam3d_import import import_sam3d_results
+
+    size, fps = None, args.fps
+    if clip:
+        with open_source(clip, fps=args.fps) as source:
+            size, fps = (source.info.height, source.info.width), source.info.fps
+    focal_px = args.focal_px
+    if args.lens_mm is not None:
+        if size is None:
+            raise UsageError("--lens-mm with --import-sam3d needs the clip (its frame width turns mm into pixels): "
+                             "give the clip too, or --focal-px")
+        focal_px = Lens(**_lens_settings(args)).focal_pixels(size)
+    take = import_sam3d_results(args.import_sam3d, image_size=size, fps=fps, focal_px=focal_px,
+                                source=str(Path(clip).resolve()) if clip else "",
+                                min_track_length=args.min_track_length)
+    _print(f"capture: imported SAM 3D Body results from {args.import_sam3d} ({_people(take.num_tracks)}, "
+           f"{take.num_frames} frames)")
+    return take
+
+
+def _capture_settings(args, clip: str, prefs) -> CaptureSettings:
+    """The models and detection settings from the options (model files checked), for a clip or a live source."""
+    backend = args.backend or prefs.pose_backend
+    sam3d = _sam3d_settings(args, prefs) if backend == "sam3d" else None
     hmr, detector = _model_paths(args, prefs)
+    if sam3d is not None:
+        hmr = None
     missing = [(name, path) for name, path in (("instanthmr", hmr), ("detector", detector))
                if path is not None and not path.is_file()]
     if missing:
         listed = "; ".join(f"{name} expected at {path}" for name, path in missing)
-        raise UsageError(f"model files missing: {listed}. Put them there (or pass --model-dir, --model, "
-                         "--detector-model); see the README's 'Model files' section")
+        raise UsageError(f"model files missing: {listed}. Pass --download-models to fetch them, or put them there "
+                         "(or pass --model-dir, --model, --detector-model); see the README's 'Model files' section")
     settings = CaptureSettings(
         source=clip, start=args.start, end=args.end, step=args.frame_skip, fps=args.fps,
         detector_backend="onnx" if args.detector == "onnx" else "torch",
         detector_model=str(detector or ""), detector_variant=args.detector_variant,
         det_confidence=args.det_confidence, detector_stride=args.detector_stride,
-        hmr_model=str(hmr), max_persons=args.max_persons, min_track_length=args.min_track_length,
+        hmr_model=str(hmr or ""), max_persons=args.max_persons, min_track_length=args.min_track_length,
         batch_persons=not args.no_batch_persons,
         device=args.device or prefs.default_device or "auto",
         threads=prefs.threads if args.threads is None else args.threads,
+        backend=backend, **_lens_settings(args), **({"sam3d": sam3d} if sam3d is not None else {}),
     )
+    return settings
+
+
+def _capture(args, clip: str, prefs):
+    settings = _capture_settings(args, clip, prefs)
     started = time.monotonic()
     summaries: list[CaptureSummary] = []
     try:
@@ -254,10 +374,43 @@ def _mesh_options(args, prefs) -> dict:
 
     folder = Path(args.model_dir) if args.model_dir else model_folder(prefs, create=True)
     options = workflow.mesh_options(prefs, folder, module_path=args.mhr_model, python=args.mesh_python,
-                                    allow_download=bool(bpy.app.online_access))
+                                    allow_download=bool(bpy.app.online_access) or args.download_models)
     with open_runner(options["module_path"], options["python"]):
         pass
     return options
+
+
+def _download_models(args, prefs) -> None:
+    """--download-models: fetch the model files this capture will load that are missing and downloadable (the
+    chosen InstantHMR model, the detector), verified; offline, one line says what to fetch from where to where."""
+    from .instanthmr_blender.model_files import download_missing
+
+    if getattr(bpy.app, "online_access_override", False) and not bpy.app.online_access:
+        raise UsageError("--download-models: Blender was started with --offline-mode; drop one of the two")
+    hmr, detector = _model_paths(args, prefs)
+    wanted = []
+    for path in (hmr, detector):
+        spec = next((s for s in KNOWN_MODELS.values() if path is not None and s.filename == path.name), None)
+        if path is not None and spec is not None:
+            wanted.append((spec, Path(path).absolute()))
+    printer = _DownloadPrinter()
+    for path in download_missing(wanted, progress=printer):
+        _print(f"capture: downloaded and verified {path}")
+
+
+class _DownloadPrinter:
+    """Download progress at most once a second."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, spec, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self.last < 1.0 and done != total:
+            return
+        self.last = now
+        size = f"{done / 1e6:.1f}" + (f" / {total / 1e6:.1f}" if total else "")
+        _print(f"capture: downloading {spec.filename} from {spec.url}: {size} MB")
 
 
 def _blend_part(spec: str) -> str:
@@ -442,17 +595,27 @@ def _background_clip(args, clip: str | None, take) -> str | None:
 
 def run(args) -> int:
     clip = args.image or args.clip
+    live = headless_live.check_arguments(args, UsageError)
     if args.image and args.clip:
         raise UsageError("give either a clip or --image, not both")
-    if not clip and not args.take:
-        raise UsageError("nothing to capture: give a clip, --image PATH or --take IN.npz")
+    if not clip and not args.take and not args.import_sam3d and not live:
+        raise UsageError("nothing to capture: give a clip, --image PATH, --take IN.npz, --import-sam3d DIR, "
+                         "--camera N or --stream URL")
+    if args.take and args.import_sam3d:
+        raise UsageError("give either --take or --import-sam3d, not both")
+    if live and (args.backend or get_preferences().pose_backend) == "sam3d":
+        raise UsageError("live capture runs InstantHMR only (SAM 3D Body is far too slow for it): "
+                         "pass --backend instanthmr")
     check_option_ranges(args)
+    _lens_settings(args)
     # Every output location is checked before any model runs: a bad one must not cost a whole capture.
     if args.take and not clip:
         take_source = load_take(args.take).source
         name = take_name_from_path(take_source or args.take)
+    elif live:
+        name = headless_live.take_name(args)
     else:
-        name = take_name_from_path(clip or args.take)
+        name = take_name_from_path(clip or args.take or os.path.abspath(args.import_sam3d))
     out = _blend_output(args, name)
     save_take_path = check_output("--save-take", Path(args.save_take)) if args.save_take else None
     exports = []
@@ -464,10 +627,18 @@ def run(args) -> int:
         if not Path(target_file).is_file():
             raise UsageError(f"--retarget-to {args.retarget_to}: {target_file} is not a file")
     prefs = get_preferences()
+    if args.download_models and not args.take:
+        _download_models(args, prefs)
     mesh = _mesh_options(args, prefs) if args.mesh else None
     if args.take:
         take = load_take(args.take)
         _print(f"capture: loaded take {args.take} ({_people(take.num_tracks)}, {take.num_frames} frames)")
+    elif args.import_sam3d:
+        if clip and not Path(clip).exists() and "%" not in Path(clip).name:
+            raise UsageError(f"{clip}: no such file or folder")
+        take = _import_sam3d(args, clip)
+    elif live:
+        take = headless_live.record(args, _capture_settings(args, "", prefs), _print)
     else:
         if not Path(clip).exists() and "%" not in Path(clip).name:
             raise UsageError(f"{clip}: no such file or folder")
@@ -499,12 +670,15 @@ def _build_and_write(args, take, name: str, clip: str | None, out: Path, exports
     """Everything after the take is saved: solve, build the scene, retarget, export, save the .blend. Each file
     is announced as it is written, so a later failure leaves the earlier files named."""
     options = SolveOptions(smoothing=args.smoothing, smoothing_method=args.smoothing_method,
-                           foot_lock=args.foot_lock, symmetric_lengths=args.symmetric_lengths, floor=args.floor)
+                           foot_lock=args.foot_lock, symmetric_lengths=args.symmetric_lengths, floor=args.floor,
+                           clean=args.clean)
     solution = workflow.solve(take, name, options)
     for track_id, why in solution.skipped:
         _print(f"capture: warning: {naming.armature_name(name, track_id)} left out: {why}")
     _clear_default_scene()
-    background = _background_clip(args, clip, take)
+    # Imported results without a clip, and live recordings, have no video to show: no warning for that.
+    background = (None if (args.import_sam3d and not clip) or headless_live.is_live(args)
+                  else _background_clip(args, clip, take))
     if mesh is not None:
         # The .blend is saved last: put the point caches where a saved file's caches go, beside it.
         mesh["cache_dir"] = str(out.parent / f"{out.stem}_instanthmr_cache")
@@ -513,6 +687,7 @@ def _build_and_write(args, take, name: str, clip: str | None, out: Path, exports
                                     take_file=take_file)
     if built.mesh_error:
         raise MeshError(built.mesh_error)
+    _print_quality(built)
     if args.retarget_to:
         _retarget(args, built.rigs)
     for path in exports:
@@ -541,7 +716,7 @@ def main(argv: list[str]) -> int:
     except (UsageError, *INPUT_ERRORS) as exc:
         _error(str(exc))
         return 2
-    except (OutputError, CaptureError, SolveError, ValueError, OSError) as exc:
+    except (OutputError, CaptureError, SolveError, ValueError, OSError, Sam3DWorkerError) as exc:
         _error(str(exc))
         return 1
 

@@ -1,7 +1,9 @@
 """InstantHMR on ONNX Runtime: person crops in, MHR pose, 2D keypoints and camera-space 3D keypoints out.
 
-The crop geometry and the `cliff_cond` input follow `model-contract.md` section 1 exactly: the model was
-distilled with them, and any drift (another margin, another interpolation) silently costs accuracy.
+The crop geometry follows `model-contract.md` section 1 exactly (a 1.2 x max(bw, bh) square, bilinear, black
+outside the frame): the model was distilled with it, and any drift silently costs accuracy. What differs between
+published graphs (crop size, dtype, who normalises, the `cliff_cond` convention, the camera) is read from the
+graph itself by `hmr_graph.read_graph`; a graph it cannot read is refused, never guessed.
 """
 
 from __future__ import annotations
@@ -15,29 +17,32 @@ import cv2
 import numpy as np
 
 from .detector import imagenet_chw
-from .runtime import TensorSpec, check_signature, create_session, fixed_batch_size
+from .hmr_graph import (
+    ANGULAR,
+    OUTPUTS,
+    CaptureCamera,
+    HMRGraph,
+    capture_camera,
+    cliff_angular,
+    cliff_pixel,
+    prepare_crops,
+    read_graph,
+)
+from .lens import Lens
+from .runtime import create_session
 
+#: The first release's crop size; other graphs give theirs (HMRGraph.crop_size).
 CROP_SIZE = 224
 #: The square crop side is this times the larger side of the detector box.
 CROP_SCALE = 1.2
 NUM_KEYPOINTS = 70
-
-#: Outputs in the order the model returns them (read by position, as upstream does).
-OUTPUT_SPECS = (
-    TensorSpec("mhr_params", (None, 204)),
-    TensorSpec("shape_params", (None, 45)),
-    TensorSpec("cam_trans", (None, 3)),
-    TensorSpec("joints_2d", (None, NUM_KEYPOINTS, 2)),
-    TensorSpec("joints_3d", (None, NUM_KEYPOINTS, 3)),
-)
-INPUT_SPECS = (
-    TensorSpec("image", (None, 3, CROP_SIZE, CROP_SIZE)),
-    TensorSpec("cliff_cond", (None, 3)),
-)
+#: The outputs the capture reads, by name, in the order map_outputs takes them.
+OUTPUT_NAMES = tuple(OUTPUTS)
 
 
 def implicit_camera(image_size: tuple[int, int]) -> tuple[float, tuple[float, float]]:
-    """The camera InstantHMR assumes for a frame of (H, W) pixels: (f = sqrt(W^2 + H^2) px, (W/2, H/2) px)."""
+    """The camera the first release (pixel-form cliff_cond) assumes for a frame of (H, W) pixels:
+    (f = sqrt(W^2 + H^2) px, (W/2, H/2) px)."""
     height, width = image_size
     return float(np.hypot(width, height)), (width / 2.0, height / 2.0)
 
@@ -94,20 +99,14 @@ def crop_person(frame_rgb: np.ndarray, box: np.ndarray, size: int = CROP_SIZE) -
 
 
 def normalise_crops(crops: np.ndarray) -> np.ndarray:
-    """(N, 224, 224, 3) RGB uint8 -> (N, 3, 224, 224) float32: x/255, ImageNet mean/std, channels first."""
+    """(N, S, S, 3) RGB uint8 -> (N, 3, S, S) float32: x/255, ImageNet mean/std, channels first."""
     return imagenet_chw(crops)
 
 
 def cliff_condition(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """(N, 4) RAW xyxy boxes -> (N, 3) float32 `[2cx/W - 1, 2cy/H - 1, max(bw, bh) / max(W, H)]`."""
-    height, width = image_size
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    cx = (boxes[:, 0] + boxes[:, 2]) / 2.0
-    cy = (boxes[:, 1] + boxes[:, 3]) / 2.0
-    size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    return np.stack([2 * cx / width - 1, 2 * cy / height - 1, size / max(width, height)], axis=1).astype(
-        np.float32
-    )
+    """(N, 4) RAW xyxy boxes -> (N, 3) float32 pixel-form cliff_cond `[2cx/W - 1, 2cy/H - 1, max(bw, bh) / max(W, H)]`
+    (the first release's convention; focal-aware graphs take `hmr_graph.cliff_angular`)."""
+    return cliff_pixel(boxes, image_size)
 
 
 @dataclass
@@ -119,7 +118,7 @@ class PersonPoses:
     origin, not the pelvis). joints_3d: (N, 70, 3) metres, relative to the rig origin.
     joints_crop: (N, 70, 2) crop coordinates in [-1, 1]. joints_2d: (N, 70, 2) full-frame pixels.
     joints_cam: (N, 70, 3) metres, camera space (joints_3d + cam_trans), OpenCV axes.
-    focal_length / principal_point: the implicit camera of this frame size, pixels.
+    focal_length / principal_point: the capture's camera for this frame size, pixels (`InstantHMR.camera`).
     """
 
     windows: np.ndarray
@@ -138,36 +137,50 @@ class PersonPoses:
 
 
 def map_outputs(
-    outputs: list[np.ndarray], boxes: np.ndarray, image_size: tuple[int, int]
+    outputs: list[np.ndarray],
+    boxes: np.ndarray,
+    image_size: tuple[int, int],
+    camera: CaptureCamera | None = None,
 ) -> PersonPoses:
-    """Raw model outputs (by position, N rows each) + the (N, 4) boxes that made the crops -> PersonPoses."""
+    """Model outputs (in OUTPUT_NAMES order, N rows each) + the (N, 4) boxes that made the crops -> PersonPoses.
+
+    camera: the capture's camera (`hmr_graph.capture_camera`); None is the first release's implicit camera.
+    Its depth_scale moves cam_trans along z (a pixel-form graph given the user's focal length).
+    """
     mhr_params, shape_params, cam_trans, joints_crop, joints_3d = (np.asarray(o, np.float32) for o in outputs)
+    if camera is None:
+        focal, centre = implicit_camera(image_size)
+        camera = CaptureCamera(focal, centre, "model", None, 1.0)
+    if camera.depth_scale != 1.0:
+        cam_trans = cam_trans * np.array([1.0, 1.0, camera.depth_scale], np.float32)
     windows = [CropWindow.from_box(box) for box in np.asarray(boxes).reshape(-1, 4)]
     joints_2d = np.stack([w.to_frame(j) for w, j in zip(windows, joints_crop)]) if windows else joints_crop
-    focal, centre = implicit_camera(image_size)
     return PersonPoses(
         windows=np.array([(w.cx, w.cy, w.side) for w in windows], np.float32).reshape(-1, 3),
         mhr_params=mhr_params,
         shape_params=shape_params,
-        cam_trans=cam_trans,
+        cam_trans=cam_trans.astype(np.float32),
         joints_3d=joints_3d,
         joints_crop=joints_crop,
         joints_2d=joints_2d.astype(np.float32),
         joints_cam=(joints_3d + cam_trans[:, None, :]).astype(np.float32),
-        focal_length=focal,
-        principal_point=centre,
+        focal_length=camera.focal_length,
+        principal_point=camera.principal_point,
     )
 
 
 class InstantHMR:
-    """The InstantHMR ONNX model, signature-checked on load.
+    """An InstantHMR ONNX model, its layout read from the graph on load (`hmr_graph.read_graph`).
 
     max_batch: people per session run; a model with a fixed batch size uses that.
     Padding: on a GPU provider every run gets exactly `max_batch` rows (zero-padded, padded rows dropped), as
     upstream does, so the provider never re-plans for a new shape (re-planning costs more there than the padded
     crops). On the CPU provider a run gets only the real rows: a padded crop costs almost what a real one costs
-    (measured: batch 2 ~1.9x batch 1, batch 3 ~2.7x) and a new shape costs next to nothing.
+    and a new shape costs next to nothing (README "Performance").
     one_at_a_time: run each person alone (batch 1), for providers where batching does not pay.
+    spin / keep_fp16: as `runtime.create_session` (an fp16 graph runs as its fp32 conversion on the CPU).
+    lens: the known camera lens, if any: it goes into an angular cliff_cond and decides the capture's camera
+    (`camera`); without it the graph's own camera applies.
     """
 
     def __init__(
@@ -178,6 +191,7 @@ class InstantHMR:
         *,
         one_at_a_time: bool = False,
         threads: int = 0,
+        lens: Lens | None = None,
         spin: bool = True,
         keep_fp16: bool = False,
         log: Callable[[str], None] | None = None,
@@ -186,39 +200,52 @@ class InstantHMR:
         self.session, self.provider = create_session(
             model_path, device=device, threads=threads, spin=spin, keep_fp16=keep_fp16, log=log
         )
-        check_signature(
-            self.session,
-            self.model_path.name,
-            inputs=INPUT_SPECS,
-            outputs=OUTPUT_SPECS,
-            outputs_by_name=False,
-            model_hint="is this the InstantHMR model?",
-        )
-        self._image_name, self._cliff_name = (i.name for i in self.session.get_inputs())
-        fixed = fixed_batch_size(self.session)
-        self.batch_size = fixed or (1 if one_at_a_time else max(1, int(max_batch)))
-        self.pad = bool(fixed) or self.provider != "CPUExecutionProvider"
+        self.graph: HMRGraph = read_graph(self.session, self.model_path.name)
+        self.lens = (lens or Lens()).check()
+        if log is not None:
+            log(f"`{self.model_path.name}`: {self.graph.summary()}; camera lens: {self.lens.describe()}")
+        self.batch_size = self.graph.fixed_batch or (1 if one_at_a_time else max(1, int(max_batch)))
+        self.pad = bool(self.graph.fixed_batch) or self.provider != "CPUExecutionProvider"
+        self._cameras: dict[tuple[int, int], CaptureCamera] = {}
+
+    def camera(self, image_size: tuple[int, int]) -> CaptureCamera:
+        """The camera the results for frames of (H, W) pixels live in (the take's intrinsics)."""
+        key = (int(image_size[0]), int(image_size[1]))
+        if key not in self._cameras:
+            self._cameras[key] = capture_camera(self.graph, key, self.lens.focal_pixels(key))
+        return self._cameras[key]
+
+    def _crop_batch_shape(self, rows: int) -> tuple[int, ...]:
+        size = self.graph.crop_size
+        return (rows, size, size, 3) if self.graph.channels_last else (rows, 3, size, size)
 
     def predict(self, frame_rgb: np.ndarray, boxes: np.ndarray) -> PersonPoses:
         """frame_rgb: RGB uint8 (H, W, 3); boxes: (N, 4) xyxy pixels, RAW. Returns N people's poses."""
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         image_size = frame_rgb.shape[:2]
+        camera = self.camera(image_size)
         if len(boxes) == 0:
-            empty = [np.zeros((0, *spec.shape[1:]), np.float32) for spec in OUTPUT_SPECS]
-            return map_outputs(empty, boxes, image_size)
-        crops = np.stack([crop_person(frame_rgb, box) for box in boxes])
-        images = normalise_crops(crops)
-        cliff = cliff_condition(boxes, image_size)
-        collected: list[list[np.ndarray]] = [[] for _ in OUTPUT_SPECS]
+            empty = [np.zeros((0, *tail), np.float32) for tail in OUTPUTS.values()]
+            return map_outputs(empty, boxes, image_size, camera)
+        graph = self.graph
+        crops = np.stack([crop_person(frame_rgb, box, graph.crop_size) for box in boxes])
+        images = prepare_crops(crops, graph)
+        if graph.cliff_form == ANGULAR:
+            cliff = cliff_angular(boxes, image_size, camera.cliff_focal)
+        else:
+            cliff = cliff_pixel(boxes, image_size)
+        cliff = cliff.astype(np.dtype(graph.cliff_dtype))
+        collected: list[list[np.ndarray]] = [[] for _ in OUTPUT_NAMES]
         for start in range(0, len(boxes), self.batch_size):
             rows = min(self.batch_size, len(boxes) - start)
-            image_batch, cliff_batch = images[start : start + rows], cliff[start : start + rows]
-            if self.pad and rows < self.batch_size:
-                image_batch = np.concatenate(
-                    [image_batch, np.zeros((self.batch_size - rows, *image_batch.shape[1:]), np.float32)]
-                )
-                cliff_batch = np.concatenate([cliff_batch, np.zeros((self.batch_size - rows, 3), np.float32)])
-            outputs = self.session.run(None, {self._image_name: image_batch, self._cliff_name: cliff_batch})
+            planned = self.batch_size if self.pad else rows  # padded only where padding pays (see the class)
+            image_batch = np.zeros(self._crop_batch_shape(planned), images.dtype)
+            cliff_batch = np.zeros((planned, 3), cliff.dtype)
+            image_batch[:rows] = images[start : start + rows]
+            cliff_batch[:rows] = cliff[start : start + rows]
+            outputs = self.session.run(
+                list(OUTPUT_NAMES), {graph.image_input: image_batch, graph.cliff_input: cliff_batch}
+            )
             for store, output in zip(collected, outputs):
-                store.append(output[:rows])
-        return map_outputs([np.concatenate(parts) for parts in collected], boxes, image_size)
+                store.append(np.asarray(output[:rows], np.float32))
+        return map_outputs([np.concatenate(parts) for parts in collected], boxes, image_size, camera)

@@ -4,15 +4,15 @@ TorchScript module (`mhr_model.pt`), streamed into a PC2 point cache in Blender 
 Where torch runs. torch is optional and never imported on the default path (capture, solve, rig). The
 module runs either in-process, when no separate Python is configured and `import torch` works in this
 Python, or in a separate Python the user points to (preference "Python for the body mesh", CLI
-`--mesh-python PATH`): `mesh_worker.py` runs there as a subprocess and exchanges length-prefixed `.npy`
-arrays over stdin/stdout, one batch of frames per request (no pickle, so no code crosses the pipe). Blender's
-own Python usually has no torch, so the separate Python is the usual path.
+`--mesh-python PATH`): `mesh_worker.py` runs there as a subprocess (`worker_client.py`) and exchanges
+length-prefixed `.npy` arrays over stdin/stdout, one batch of frames per request (no pickle, so no code crosses
+the pipe). Blender's own Python usually has no torch, so the separate Python is the usual path.
 
 Units and axes. The module returns vertices in cm, MHR-native axes (Y up, body facing +Z, +X the subject's
 left); OpenCV camera axes are `(x, -y, -z) / 100`. The root translation `model_params[0:3]` is set to 0, so
 the module gives the body around the MHR rig origin, and `cam_trans` (metres, camera axes) is added here in
 float64: that is exactly how InstantHMR's `joints_3d + cam_trans` are placed, independent of the module's
-translation units. World space is the rig's: `camera_to_world` of ground.py. Identity is each person's
+translation units. World space is the rig's: `camera_to_world` of solve/ground.py. Identity is each person's
 `shape_params`, median over the take's valid frames (one body shape, no flicker); expression is 0.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -31,6 +30,7 @@ import numpy as np
 
 from . import mesh_worker
 from .model_files import KNOWN_MODELS, download
+from .worker_client import WorkerProcess
 
 WORKER_SCRIPT = Path(mesh_worker.__file__).resolve()
 MODULE_FILENAME = "mhr_model.pt"
@@ -182,7 +182,7 @@ class SubprocessRunner:
     """The module run by `mesh_worker.py` under another Python (see the module docstring for the protocol).
 
     Same interface as InProcessRunner. Worker errors arrive as the matching MeshError; a worker that dies
-    raises MeshWorkerError with its exit status and the end of its error output.
+    raises MeshWorkerError with its exit status and its last line of output (worker_client.WorkerProcess).
     """
 
     def __init__(self, module_path: str | os.PathLike, python: str | os.PathLike) -> None:
@@ -198,22 +198,12 @@ class SubprocessRunner:
                 f"MHR module `{self.module_path}` does not exist: point at `{MODULE_FILENAME}` from the MHR "
                 "release archive (assets.zip, folder assets/)"
             )
-        # Blender's own PYTHONHOME / PYTHONPATH would break another Python; -E ignores them.
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP")}
-        self._log = tempfile.TemporaryFile()  # the worker's stderr: a file cannot fill up and block it
+        self._worker = WorkerProcess(
+            self.python, WORKER_SCRIPT, [str(self.module_path)], describe="the body-mesh worker",
+            error=MeshWorkerError, problems=_PROBLEM_CLASSES,
+        )  # fmt: skip
         try:
-            self._process = subprocess.Popen(
-                [str(self.python), "-E", str(WORKER_SCRIPT), str(self.module_path)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
-            )  # fmt: skip
-        except OSError as error:
-            self._log.close()
-            raise MeshWorkerError(
-                f"could not start the Python for the body mesh `{self.python}` ({error.strerror or error}): "
-                "check the path in the preferences"
-            ) from None
-        try:
-            header, arrays = self._receive("ready")
+            header, arrays = self._worker.receive("ready", None)
         except BaseException:
             self.close()
             raise
@@ -224,75 +214,14 @@ class SubprocessRunner:
     def evaluate(self, identity: np.ndarray, model_params: np.ndarray) -> np.ndarray:
         """identity (B, 45), model_params (B, 204) -> verts (B, V, 3) float32, cm, MHR-native axes."""
         arrays = [np.asarray(identity, np.float32), np.asarray(model_params, np.float32)]
-        return self._request({"op": "evaluate"}, arrays, "vertices")[0]
+        return self._worker.request({"op": "evaluate"}, arrays, "vertices", None)[1][0]
 
     def echo(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Send arrays to the worker and back (a check of the channel)."""
-        return self._request({"op": "echo"}, list(arrays), "echo")
-
-    def _request(self, header: dict, arrays: list[np.ndarray], reply: str) -> list[np.ndarray]:
-        try:
-            mesh_worker.write_message(self._process.stdin, header, arrays)
-        except (BrokenPipeError, OSError, ValueError):
-            raise self._died() from None
-        return self._receive(reply)[1]
-
-    def _receive(self, expected: str) -> tuple[dict, list[np.ndarray]]:
-        try:
-            header, arrays = mesh_worker.read_message(self._process.stdout)
-        except (EOFError, OSError):
-            raise self._died() from None
-        except ValueError as error:
-            raise MeshWorkerError(
-                f"the body-mesh worker under `{self.python}` answered garbage ({error}); its output:\n"
-                f"{self._log_tail()}"
-            ) from None
-        if header.get("op") == "error":
-            cls = _PROBLEM_CLASSES.get(header.get("kind"), MeshWorkerError)
-            raise cls(str(header.get("message", "the body-mesh worker failed without a message")))
-        if header.get("op") != expected:
-            raise MeshWorkerError(f"the body-mesh worker answered {header.get('op')!r} instead of {expected!r}")
-        return header, arrays
-
-    def _died(self) -> MeshWorkerError:
-        try:
-            status = self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            status = self._process.wait()
-        return MeshWorkerError(
-            f"the body-mesh worker under `{self.python}` stopped (exit status {status}); its output:\n"
-            f"{self._log_tail() or '(nothing)'}"
-        )
-
-    def _log_tail(self, limit: int = 2000) -> str:
-        try:
-            self._log.seek(0)
-            text = self._log.read().decode("utf-8", "replace")
-        except (OSError, ValueError):
-            return ""
-        return text[-limit:].strip()
+        return self._worker.request({"op": "echo"}, list(arrays), "echo", None)[1]
 
     def close(self) -> None:
-        process = getattr(self, "_process", None)
-        if process is not None and process.poll() is None:
-            try:
-                mesh_worker.write_message(process.stdin, {"op": "close"})
-                process.stdin.close()
-            except (BrokenPipeError, OSError, ValueError):
-                pass
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process is not None:
-            for stream in (process.stdin, process.stdout):
-                try:
-                    stream.close()
-                except (BrokenPipeError, OSError):
-                    pass
-        self._log.close()
+        self._worker.close()
 
     def __enter__(self):
         return self

@@ -1,12 +1,11 @@
 """Runs Meta's MHR TorchScript body module (`mhr_model.pt`) for the body mesh, in-process or as a worker process.
 
 Standalone on purpose: `python mesh_worker.py MODEL.pt` runs under any Python that has numpy and torch (not
-Blender's), imports nothing else from the add-on, and speaks the stream protocol below over stdin/stdout.
+Blender's), imports nothing from the add-on but the protocol file beside it, and speaks that protocol over
+stdin/stdout.
 The engine (`mesh.py`) imports the same functions to run the module in-process; torch is imported lazily.
 
-Protocol: both ways, a message is `b"IHMR"`, a little-endian uint32 length and that many bytes of UTF-8 JSON
-(the header, with `"arrays": n`), then n arrays, each a little-endian uint64 length and a `.npy` file of that
-length (`allow_pickle=False` both ways: data only, never code). The worker first sends
+Protocol: `worker_protocol.py` (length-prefixed JSON headers and `.npy` arrays, no pickle). The worker first sends
 `{"op": "ready", "num_vertices", "num_faces", "torch"}` with the faces `(Fc, 3) int32`, or an error. Requests:
 `{"op": "evaluate"}` with identity `(B, 45) float32` and model_params `(B, 204) float32` -> `{"op": "vertices"}`
 with verts `(B, V, 3) float32` (cm, MHR-native axes); `{"op": "echo"}` -> the same arrays back; `{"op":
@@ -24,14 +23,20 @@ if __name__ == "__main__" and sys.path and Path(sys.path[0]).resolve() == Path(_
     # runtime.py, ...) could shadow the packages torch needs.
     sys.path.pop(0)
 
-import io
-import json
 import os
-import struct
 
 import numpy as np
 
-MAGIC = b"IHMR"
+if __package__:
+    from .worker_protocol import read_message, run_worker, write_message
+else:  # run as a script: the shared protocol file sits beside this one (loaded by path, see above)
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location("worker_protocol", Path(__file__).with_name("worker_protocol.py"))
+    _protocol = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_protocol)
+    read_message, run_worker, write_message = _protocol.read_message, _protocol.run_worker, _protocol.write_message
+
 NUM_IDENTITY = 45
 NUM_MODEL_PARAMS = 204
 NUM_EXPRESSION = 72
@@ -39,7 +44,6 @@ NUM_SKELETON_JOINTS = 127
 SKELETON_STATE_SIZE = 8  # translation (3, cm), rotation quaternion (x, y, z, w), scale
 # Where the release module keeps its triangle list (a buffer of the traced pymomentum character).
 FACES_BUFFER = "character_torch.mesh.faces"
-_MAX_HEADER_BYTES = 1 << 20
 
 
 class WorkerProblem(Exception):
@@ -48,52 +52,6 @@ class WorkerProblem(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The stream protocol (numpy only).
-
-
-def write_message(stream, header: dict, arrays: list[np.ndarray] = ()) -> None:
-    """Write one message (header dict + arrays) to a binary stream and flush it."""
-    payload = json.dumps(dict(header, arrays=len(arrays))).encode("utf-8")
-    stream.write(MAGIC + struct.pack("<I", len(payload)) + payload)
-    for array in arrays:
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(array), allow_pickle=False)
-        data = buffer.getbuffer()
-        stream.write(struct.pack("<Q", len(data)))
-        stream.write(data)
-    stream.flush()
-
-
-def read_message(stream) -> tuple[dict, list[np.ndarray]]:
-    """Read one message; EOFError at a clean end of stream (or a truncated one), ValueError on garbage."""
-    start = _read_exactly(stream, 8)
-    if start[:4] != MAGIC:
-        raise ValueError(f"not a mesh-worker message (starts with {start[:16]!r})")
-    (length,) = struct.unpack("<I", start[4:])
-    if length > _MAX_HEADER_BYTES:
-        raise ValueError(f"mesh-worker message header of {length} bytes is implausible")
-    header = json.loads(_read_exactly(stream, length).decode("utf-8"))
-    if not isinstance(header, dict):
-        raise ValueError("mesh-worker message header is not a JSON object")
-    arrays = []
-    for _ in range(int(header.get("arrays", 0))):
-        (size,) = struct.unpack("<Q", _read_exactly(stream, 8))
-        arrays.append(np.load(io.BytesIO(_read_exactly(stream, size)), allow_pickle=False))
-    return header, arrays
-
-
-def _read_exactly(stream, size: int) -> bytes:
-    chunks, missing = [], size
-    while missing:
-        chunk = stream.read(missing)
-        if not chunk:
-            raise EOFError(f"stream ended {missing} bytes before the end of a message")
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -262,18 +220,7 @@ def main(argv: list[str]) -> int:
         return 2
     # The protocol gets its own copy of stdout; fd 1 then points at stderr, so anything the module or torch
     # prints lands in the log instead of corrupting the stream.
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    sys.stdout.flush()
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    try:
-        return serve(argv[0], sys.stdin.buffer, replies)
-    except BrokenPipeError:  # the add-on went away: nothing left to tell it
-        return 0
-    finally:
-        try:
-            replies.close()
-        except BrokenPipeError:
-            pass
+    return run_worker(lambda requests, replies: serve(argv[0], requests, replies))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The user's model folder and verified, resumable downloads of the model files into it.
 
-Integrity: a file whose publisher gives a SHA-256 is checked against it. Where the publisher gives none
-(InstantHMR, the MHR assets), the SHA-256 of the first completed download is recorded in `hashes.json`
-beside the models ("trust on first use"), and later downloads and `ModelFolder.verify` must match it.
+The InstantHMR files come from the registry (`model_registry.json`); the detectors and the MHR assets are listed
+here. Integrity: a file whose SHA-256 is known (published, or pinned in the registry) is checked against it. Where
+none is known (most InstantHMR files, the MHR assets), the SHA-256 of the first completed download is recorded in
+`hashes.json` beside the models ("trust on first use"), and later downloads and `ModelFolder.verify` must match it.
 Network access happens only in `download`, only when the caller says it is allowed, with urllib only.
 """
 
@@ -20,6 +21,8 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from .model_registry import HMRModel, registry
 
 HASHES_FILE = "hashes.json"
 PART_SUFFIX = ".part"
@@ -39,20 +42,27 @@ class ModelSpec:
     size_hint: int | None
     licence: str
     description: str
+    licence_url: str | None = None
+
+
+def _hmr_spec(model: HMRModel) -> ModelSpec:
+    fit = "" if model.fit == 0 else f", kinematic fit on {model.fit} crop{'s' if model.fit > 1 else ''} per person"
+    return ModelSpec(
+        name=model.name,
+        filename=model.file,
+        url=model.url,
+        sha256=model.sha256,  # pinned where the registry knows it; else trust on first use
+        size_hint=model.bytes,
+        licence=model.licence.text,
+        description=f"InstantHMR {model.release} {model.label} ({model.backbone}{fit})",
+        licence_url=model.licence.url,
+    )
 
 
 KNOWN_MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec(
-            name="instanthmr",
-            filename="instanthmr.onnx",
-            url="https://huggingface.co/momolesang/InstantHMR/resolve/main/instanthmr.onnx",
-            sha256=None,  # the model card publishes no hash
-            size_hint=77_000_000,  # "~77 MB" on the model card
-            licence="SAM License (download it yourself; it is not redistributed with the add-on)",
-            description="InstantHMR body regressor (fp16 ONNX): 3D keypoints and MHR parameters per person",
-        ),
+        *(_hmr_spec(model) for model in registry().models),
         ModelSpec(
             name="rfdetr-nano",
             filename="rfdetr-nano.onnx",
@@ -88,6 +98,14 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
 
 class ModelDownloadError(RuntimeError):
     """A model file could not be fetched or verified; the message names the file, URL and what to do."""
+
+
+class ModelUnreachable(ModelDownloadError):
+    """The server could not be reached at all (no network, DNS, timeout): `reason` says why, in a few words."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class DownloadCancelled(ModelDownloadError):
@@ -324,9 +342,10 @@ def _open(spec: ModelSpec, offset: int, timeout: float):
         reason = getattr(error, "reason", None) or error
         if isinstance(reason, socket.timeout | TimeoutError):
             reason = f"no answer within {timeout:g} s"
-        raise ModelDownloadError(
+        raise ModelUnreachable(
             f"could not reach {spec.url} ({reason}): check the internet connection, or download the file "
-            f"by hand and save it as `{spec.filename}` in the model folder"
+            f"by hand and save it as `{spec.filename}` in the model folder",
+            str(reason),
         ) from None
 
 
@@ -343,3 +362,46 @@ def _interrupted(spec: ModelSpec, done: int, total: int | None, why) -> ModelDow
         f"the download of `{spec.filename}` from {spec.url} was interrupted after {done}{of_total} bytes "
         f"({why}); download again to resume it"
     )
+
+
+def fetch_instructions(wanted: Iterable[tuple[ModelSpec, Path]]) -> str:
+    """`URL saved as /abs/path/file (...rename it); ...`: how to fetch the files by hand, one clause each."""
+    clauses = []
+    for spec, destination in wanted:
+        published = spec.url.rsplit("/", 1)[-1]
+        rename = f" (it is called {published} there: rename it)" if published != destination.name else ""
+        clauses.append(f"{spec.url} saved as {Path(os.path.abspath(destination))}{rename}")
+    return "; ".join(clauses)
+
+
+def download_missing(
+    wanted: Iterable[tuple[ModelSpec, Path]],
+    *,
+    progress: Callable[[ModelSpec, int, int | None], None] | None = None,
+    timeout: float = 30,
+) -> list[Path]:
+    """Download every (spec, destination) whose destination file is missing, into the destination's folder (the
+    caller's explicit consent to go online); returns the files downloaded, verified as `download` does.
+
+    When a server cannot be reached, the ModelUnreachable raised says in one line which files are still missing,
+    where to fetch each and where to put it (real absolute paths, the published name when it differs)."""
+    wanted = [(spec, Path(destination)) for spec, destination in wanted]
+    fetched = []
+    for index, (spec, destination) in enumerate(wanted):
+        if destination.is_file() and destination.stat().st_size > 0:
+            continue
+        if destination.name != spec.filename:
+            raise ModelDownloadError(f"`{destination}` is not where `{spec.name}` downloads to ({spec.filename})")
+        try:
+            fetched.append(download(
+                spec, destination.parent, allow_network=True, timeout=timeout,
+                progress=None if progress is None else (lambda done, total, spec=spec: progress(spec, done, total)),
+            ))
+        except ModelUnreachable as error:
+            missing = [(s, d) for s, d in wanted[index:] if not (d.is_file() and d.stat().st_size > 0)]
+            raise ModelUnreachable(
+                f"could not download the model files ({error.reason}); without network, fetch them by hand: "
+                f"{fetch_instructions(missing)}; then run again",
+                error.reason,
+            ) from None
+    return fetched

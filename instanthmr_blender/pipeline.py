@@ -19,22 +19,25 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .detector import Detections, OnnxRFDETR, PersonDetector, TorchRFDETR
 from .frames import FrameSourceError, open_source
-from .hmr import InstantHMR, implicit_camera
+from .hmr import InstantHMR
+from .lens import DEFAULT_SENSOR_WIDTH_MM, Lens, LensError
+from .provenance import model_provenance
 from .runtime import DEVICE_PROVIDERS, ModelError
+from .sam3d import BACKENDS, Sam3DBody, Sam3DError, Sam3DSettings
 from .take import Take, TakeBuilder, TakeError
 from .tracking import PersonTracker, TrackerSettings, box_iou, keypoint_confidence
 
 #: How long a blocked queue operation waits before looking at the stop/cancel flags again, seconds.
 _POLL_SECONDS = 0.02
 #: Errors whose message already tells the user what to do: passed through unchanged.
-_USER_ERRORS = (FrameSourceError, ModelError, TakeError)
+_USER_ERRORS = (FrameSourceError, ModelError, TakeError, LensError, Sam3DError)
 CPU_PROVIDER = DEVICE_PROVIDERS["cpu"]
 
 
@@ -71,6 +74,16 @@ class CaptureSettings:
     threads: int = 0  # intra-op threads per model; 0 lets onnxruntime decide (one per physical core)
     serialise_models: bool | None = None  # one model call at a time; None: when both models run on the CPU
     queue_frames: int = 8  # decoded frames buffered ahead of the models
+    # A known camera lens (hmr_graph.capture_camera says what it changes per graph kind); None: the model's own.
+    focal_px: float | None = None
+    lens_mm: float | None = None
+    sensor_width_mm: float = DEFAULT_SENSOR_WIDTH_MM
+    backend: str = "instanthmr"  # the pose model: "instanthmr" (ONNX) | "sam3d" (SAM 3D Body in its own Python)
+    sam3d: Sam3DSettings = field(default_factory=Sam3DSettings)
+
+    @property
+    def lens(self) -> Lens:
+        return Lens(self.focal_px, self.lens_mm, self.sensor_width_mm)
 
     def check(self) -> None:
         """Raise CaptureError naming the first setting out of range."""
@@ -84,10 +97,13 @@ class CaptureSettings:
             ("det_confidence", 0.0 <= self.det_confidence < 1.0, "between 0 and 1"),
             ("queue_frames", self.queue_frames >= 1, "1 or more"),
             ("detector_backend", self.detector_backend in ("onnx", "torch"), '"onnx" or "torch"'),
+            ("backend", self.backend in BACKENDS, " or ".join(f'"{name}"' for name in BACKENDS)),
+            ("focal_px", self.focal_px is None or self.focal_px > 0, "a positive number of pixels"),
         ]
         for name, ok, wanted in rules:
             if not ok:
                 raise CaptureError(f"capture setting {name} = {getattr(self, name)!r} must be {wanted}")
+        self.lens.check()
 
 
 @dataclass(frozen=True)
@@ -167,7 +183,9 @@ class _StageClock:
 
 
 @dataclass
-class _Frame:
+class Frame:
+    """One frame on its way through the models (also the live pipeline's unit of work)."""
+
     column: int  # position in the capture: 0, 1, 2, ...
     index: int  # source frame index
     rgb: np.ndarray
@@ -263,7 +281,7 @@ class _Workers:
                     break
                 index, rgb = item
                 self.decode_clock.add(time.perf_counter() - began, 1)
-                if not self._put(self.decoded, _Frame(column, index, rgb)):
+                if not self._put(self.decoded, Frame(column, index, rgb)):
                     return
                 column += 1
             self._put(self.decoded, _END)
@@ -274,7 +292,7 @@ class _Workers:
         s = self.settings
         # Frames wait here until the detector has run on every frame of theirs that needs it. A batch is
         # cut by frame count alone (never by timing), so batches, and so results, are reproducible.
-        pending: list[_Frame] = []
+        pending: list[Frame] = []
         max_pending = max(self.detector_batch * s.detector_stride, s.queue_frames)
         current = None
         try:
@@ -374,8 +392,15 @@ def run_capture(
         info = source.info
         frames_total = source.count(settings.start, settings.end, settings.step)
         image_size = (info.height, info.width)
-        focal, principal_point = implicit_camera(image_size)
-        builder = TakeBuilder(info.fps, image_size, focal, principal_point, source=os.path.abspath(info.path))
+        # The take's camera is the one the model's results live in: the user's lens, else the model's own.
+        if isinstance(hmr, Sam3DBody):  # its camera is the intrinsics it is given
+            (focal, principal_point), model_info = hmr.camera(image_size), hmr.model_info
+        else:
+            camera = hmr.camera(image_size)
+            focal, principal_point = camera.focal_length, camera.principal_point
+            model_info = model_provenance(hmr.model_path, hmr.graph, camera)
+        builder = TakeBuilder(info.fps, image_size, focal, principal_point, source=os.path.abspath(info.path),
+                              model_info=model_info)
         record = _Recorder(builder)
         hmr_clock = _StageClock()
         workers = _Workers(source, settings, detector)
@@ -399,7 +424,7 @@ def run_capture(
                 if isinstance(item, _Failure):
                     _raise_failure(item, info.path)
 
-                frame: _Frame = item
+                frame: Frame = item
                 builder.add_frame(frame.index)
                 began = time.perf_counter()
                 found = frame.detections
@@ -414,7 +439,7 @@ def run_capture(
                     workers.detect_clock.add(time.perf_counter() - detect_began, 1)
                 with hmr_gate:
                     began = time.perf_counter()
-                    _process_frame(frame, found, tracker, hmr, record, candidate_limit, image_size)
+                    process_frame(frame, found, tracker, hmr, record, candidate_limit, image_size)
                     hmr_clock.add(time.perf_counter() - began, 1)
 
                 frames_done += 1
@@ -465,8 +490,8 @@ def runs_on_cpu(model) -> bool:
     return str(getattr(model, "device", "cpu")).startswith("cpu")
 
 
-def _process_frame(
-    frame: _Frame,
+def process_frame(
+    frame: Frame,
     found: Detections | None,
     tracker: PersonTracker,
     hmr: InstantHMR,
@@ -474,6 +499,12 @@ def _process_frame(
     candidate_limit: int,
     image_size: tuple[int, int],
 ) -> None:
+    """InstantHMR and tracking for one frame, shared by the offline and the live capture.
+
+    found: the detector's output for this frame, or None between detector runs (boxes then follow each tracked
+    person's keypoints). record: anything with `add(index, track_id, score, box, poses, row)`, called once per
+    person tracked in this frame (poses: hmr.PersonPoses, row: that person's row in it).
+    """
     step = frame.column
     try:
         if found is not None:
@@ -496,7 +527,8 @@ def _process_frame(
         raise
     except Exception as error:
         raise CaptureError(
-            f"InstantHMR or tracking failed at source frame {frame.index}: {type(error).__name__}: {error}"
+            f"{getattr(hmr, 'label', 'InstantHMR')} or tracking failed at source frame {frame.index}: "
+            f"{type(error).__name__}: {error}"
         ) from error
 
 
@@ -512,8 +544,11 @@ def _raise_failure(failure: _Failure, path: str) -> None:
 
 def build_models(
     settings: CaptureSettings, log: Callable[[str], None] | None = None
-) -> tuple[PersonDetector, InstantHMR]:
-    """Load the detector and InstantHMR named by `settings` (ModelError if a file is missing or wrong)."""
+) -> tuple[PersonDetector, InstantHMR | Sam3DBody]:
+    """Load the detector and the pose model named by `settings` (ModelError if a file is missing or wrong).
+    SAM 3D Body is checked before the detector loads, and its worker is started last: the caller closes it."""
+    if settings.backend == "sam3d":
+        settings.sam3d.check()
     if settings.detector_backend == "torch":
         detector: PersonDetector = TorchRFDETR(
             settings.detector_variant,
@@ -534,6 +569,8 @@ def build_models(
             spin=False,
             log=log,
         )
+    if settings.backend == "sam3d":
+        return detector, Sam3DBody(settings.sam3d, lens=settings.lens, log=log)
     if not settings.hmr_model:
         raise ModelError("no InstantHMR model chosen: set instanthmr.onnx in the preferences")
     hmr = InstantHMR(
@@ -544,6 +581,7 @@ def build_models(
         one_at_a_time=not settings.batch_persons,
         threads=settings.threads,
         spin=False,  # the two sessions take turns on the CPU: idle threads must not spin on the other's cores
+        lens=settings.lens,
         log=log,
     )
     if not settings.detector_batch and not getattr(detector, "fixed_batch", None):
@@ -563,5 +601,13 @@ def capture(
     """Load the models named by `settings` and run the capture (see `run_capture`)."""
     settings.check()
     detector, hmr = build_models(settings, log=log)
-    return run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel, summary=summary)
+    if not isinstance(hmr, Sam3DBody):
+        return run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel, summary=summary)
+    try:
+        take = run_capture(settings, detector=detector, hmr=hmr, progress=progress, cancel=cancel, summary=summary)
+    finally:
+        hmr.close()  # the worker process goes whatever happened
+    if log is not None:
+        log(hmr.times.summary())
+    return take
 

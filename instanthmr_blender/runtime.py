@@ -198,6 +198,37 @@ def check_signature(
             _check_one(model_name, "output", spec, actual, model_hint)
 
 
+#: onnxruntime's type strings and the numpy dtypes the engine feeds or reads for them.
+ORT_DTYPES: dict[str, str] = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+}
+
+
+def dtype_name(ort_type: str) -> str:
+    """"tensor(float)" -> "float32"; an unlisted type is returned as onnxruntime writes it."""
+    return ORT_DTYPES.get(ort_type, ort_type)
+
+
+def model_metadata(session: ort.InferenceSession) -> dict[str, str]:
+    """The model's ONNX `metadata_props` (exporters stamp settings there), as text; {} when it has none."""
+    return dict(session.get_modelmeta().custom_metadata_map or {})
+
+
+def describe_io(session: ort.InferenceSession) -> str:
+    """The session's signature in one line: `image uint8[N,3,256,256], cliff_cond float32[N,3] -> mhr_params ...`."""
+
+    def one(arg: ort.NodeArg) -> str:
+        return f"{arg.name} {dtype_name(arg.type)}{_format_shape(list(arg.shape or []))}"
+
+    return (", ".join(one(a) for a in session.get_inputs()) + " -> "
+            + ", ".join(one(a) for a in session.get_outputs()))
+
+
 def fixed_batch_size(session: ort.InferenceSession) -> int | None:
     """The batch size baked into the model's first input, or None when the batch axis is dynamic."""
     first = session.get_inputs()[0].shape

@@ -14,7 +14,7 @@ z forward.
 | `version` | int64 | () | `1`; a reader refuses versions newer than it knows |
 | `fps` | float64 | () | frames per second of the source |
 | `image_size` | int64 | (2,) | `[H, W]` pixels |
-| `focal_length` | float64 | () | pixels (InstantHMR's implicit camera: `sqrt(W^2 + H^2)`) |
+| `focal_length` | float64 | () | pixels: the camera the results live in (the user's lens, else the model's own) |
 | `principal_point` | float64 | (2,) | `[cx, cy]` pixels |
 | `frames` | int64 | (F,) | source frame index of each column, strictly increasing |
 | `track_ids` | int64 | (T,) | the id of each track (row), unique |
@@ -27,15 +27,18 @@ z forward.
 | `mhr_params` | float32 | (T, F, 204) | MHR model parameters |
 | `shape_params` | float32 | (T, F, 45) | MHR identity coefficients |
 | `source` | str | () | where the take came from (the video path), informational |
+| `model_info` | str | () | optional: JSON object naming the InstantHMR file that made it (file, sha256, model, |
+| | | | licence, licence_url, source, graph, ...; see `provenance.py`); absent or `{}` for other takes |
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +66,8 @@ _ARRAY_FIELDS: dict[str, tuple[type, tuple]] = {
 _RECORD_FIELDS = {name: shape[2:] for name, (_, shape) in _ARRAY_FIELDS.items() if shape[:2] == ("T", "F")}
 _SCALAR_KEYS = ("format", "version", "fps", "image_size", "focal_length", "principal_point", "source")
 TAKE_KEYS = _SCALAR_KEYS + tuple(_ARRAY_FIELDS)
+#: Keys a take may have; older takes lack them (same version: a reader that does not know them ignores them).
+OPTIONAL_KEYS = ("model_info",)
 
 
 class TakeError(ValueError):
@@ -88,6 +93,7 @@ class Take:
     mhr_params: np.ndarray  # (T, F, 204) float32
     shape_params: np.ndarray  # (T, F, 45) float32
     source: str = ""  # where it came from (video path), informational
+    model_info: dict = field(default_factory=dict)  # the InstantHMR file that made it (provenance.py), JSON-ready
 
     @property
     def num_tracks(self) -> int:
@@ -109,6 +115,7 @@ class Take:
         principal_point: tuple[float, float],
         track_ids=None,
         source: str = "",
+        model_info: dict | None = None,
     ) -> Take:
         """A take with every array allocated, NaN-filled and `valid` all False.
 
@@ -134,6 +141,7 @@ class Take:
             frames=frames,
             track_ids=track_ids,
             source=str(source),
+            model_info=dict(model_info or {}),
             **arrays,
         )
         take.validate()
@@ -160,6 +168,12 @@ class Take:
             )
         if not isinstance(self.source, str):
             raise TakeError(f"take field `source` must be text, got {type(self.source).__name__}")
+        if not isinstance(self.model_info, dict):
+            raise TakeError(f"take field `model_info` must be a dict, got {type(self.model_info).__name__}")
+        try:
+            json.dumps(self.model_info)
+        except (TypeError, ValueError) as error:
+            raise TakeError(f"take field `model_info` must hold only text and numbers ({error})") from None
         for name in ("frames", "track_ids"):
             _check_array(name, getattr(self, name), sizes=None)
         sizes = {"T": self.num_tracks, "F": self.num_frames}
@@ -213,6 +227,7 @@ def save_take(take: Take, path: str | os.PathLike) -> Path:
         "focal_length": np.array(take.focal_length, dtype=np.float64),
         "principal_point": np.array(take.principal_point, dtype=np.float64),
         "source": np.array(take.source),
+        "model_info": np.array(json.dumps(take.model_info, sort_keys=True)),
     }
     payload.update({name: getattr(take, name) for name in _ARRAY_FIELDS})
     try:
@@ -328,6 +343,7 @@ def _take_from_archive(archive, source_path: Path) -> Take:
         focal_length=_read_scalar(archive, "focal_length", float, source_path),
         principal_point=(float(principal_point[0]), float(principal_point[1])),
         source=_read_scalar(archive, "source", str, source_path),
+        model_info=_read_model_info(archive, source_path),
         **arrays,
     )
     try:
@@ -346,6 +362,19 @@ def _read_scalar(archive, key: str, kind: type, source_path: Path):
             f"got dtype {value.dtype} shape {value.shape}"
         )
     return kind(value[()])
+
+
+def _read_model_info(archive, source_path: Path) -> dict:
+    if "model_info" not in archive.files:
+        return {}
+    text = _read_scalar(archive, "model_info", str, source_path)
+    try:
+        info = json.loads(text)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise TakeError(f"take `{source_path}` field `model_info` is not a JSON object: the file is damaged")
+    return info
 
 
 def _read_vector(archive, key: str, source_path: Path) -> np.ndarray:
@@ -372,12 +401,14 @@ class TakeBuilder:
         focal_length: float,
         principal_point: tuple[float, float],
         source: str = "",
+        model_info: dict | None = None,
     ) -> None:
         self.fps = float(fps)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.focal_length = float(focal_length)
         self.principal_point = (float(principal_point[0]), float(principal_point[1]))
         self.source = str(source)
+        self.model_info = dict(model_info or {})
         self._frames: set[int] = set()
         self._records: dict[int, dict[int, dict[str, np.ndarray]]] = {}
 
@@ -436,6 +467,7 @@ class TakeBuilder:
         take = Take.empty(
             len(kept_ids), frames, fps=self.fps, image_size=self.image_size, focal_length=self.focal_length,
             principal_point=self.principal_point, track_ids=kept_ids, source=self.source,
+            model_info=self.model_info,
         )
         column_of = {int(frame): column for column, frame in enumerate(frames)}
         for row, track_id in enumerate(kept_ids):

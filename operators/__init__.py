@@ -1,6 +1,6 @@
 """Blender operators: capture (worker thread + main-thread pump), cancel, rebuild from a take, models, export, mesh."""
 
 from .. import registration
-from . import capture, clip, export, mesh, models, take
+from . import capture, clip, export, live, mesh, models, sam3d, take
 
-register, unregister = registration.package((models, clip, capture, take, export, mesh), globals())
+register, unregister = registration.package((models, clip, capture, live, take, export, mesh, sam3d), globals())

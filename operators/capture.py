@@ -19,7 +19,16 @@ from ..instanthmr_blender.solve import SolveOptions
 from ..instanthmr_blender.take import TakeError, save_take
 from ..scene import naming, workflow
 from ..scene.build import take_name_from_path
-from ..ui.preferences import ADDON_PACKAGE, detector_model_path, get_preferences, model_folder, model_path
+from ..ui.preferences import (
+    ADDON_PACKAGE,
+    detector_model_path,
+    get_preferences,
+    model_folder,
+    model_path,
+    sam3d_problem,
+    sam3d_settings,
+)
+from ..ui.properties import lens_settings
 from .worker import WorkerJob
 
 if TYPE_CHECKING:
@@ -122,12 +131,28 @@ def status_text(progress: Progress | None) -> str:
 def capture_settings(context) -> tuple[CaptureSettings, Path]:
     """Engine settings and the take path from the scene's settings and the preferences, checked."""
     scene_settings = context.scene.instanthmr
-    prefs = get_preferences(context)
     clip = bpy.path.abspath(scene_settings.clip) if scene_settings.clip else ""
     if not clip:
         raise CaptureInputError("Pick a clip first (a video, an image sequence folder or an image)")
     if not Path(clip).exists() and "%" not in Path(clip).name:
         raise CaptureInputError(f"{clip}: no such file or folder")
+    settings = model_settings(context, clip)
+    settings.start, settings.end = scene_settings.frame_start, scene_settings.frame_end or None
+    settings.step = scene_settings.frame_step
+    settings.fps = context.scene.render.fps / context.scene.render.fps_base
+    take_path = (Path(bpy.path.abspath(scene_settings.take_path)) if scene_settings.take_path
+                 else workflow.default_take_path(clip, ADDON_PACKAGE))
+    # The take is written when the capture ends: a place that cannot take it must not cost the whole capture.
+    problem = output_problem(take_path, create_folder=True)
+    if problem is not None:
+        raise CaptureInputError(f"Take path {take_path}: {problem} (Output > Take)")
+    return settings, take_path
+
+
+def model_settings(context, source: str) -> CaptureSettings:
+    """Engine settings for the models, detection and tracking (shared with live capture), model files checked."""
+    scene_settings = context.scene.instanthmr
+    prefs = get_preferences(context)
     hmr = model_path(prefs, "instanthmr")
     if prefs.hmr_precision == "INT8" and hmr.is_file():
         from ..instanthmr_blender.quantized import choose_hmr_model
@@ -138,20 +163,19 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
         except ModelError as error:
             raise CaptureInputError(str(error)) from error
     detector = detector_model_path(prefs, scene_settings.detector_variant)
+    sam3d = prefs.pose_backend == "sam3d"
+    if sam3d and sam3d_problem(prefs):
+        raise CaptureInputError(sam3d_problem(prefs))
     missing = [f"{p.name} (expected at {p})" for p, needed in
-               ((hmr, True), (detector, scene_settings.detector_backend == "onnx")) if needed and not p.is_file()]
+               ((hmr, not sam3d), (detector, scene_settings.detector_backend == "onnx")) if needed and not p.is_file()]
     if missing:
         raise CaptureInputError("Model files missing: " + "; ".join(missing)
                                 + ". Download them in the add-on preferences or set their paths there")
     device = scene_settings.device if scene_settings.device != "auto" else prefs.default_device
     from ..instanthmr_blender.pipeline import CaptureSettings
 
-    settings = CaptureSettings(
-        source=clip,
-        start=scene_settings.frame_start,
-        end=scene_settings.frame_end or None,
-        step=scene_settings.frame_step,
-        fps=context.scene.render.fps / context.scene.render.fps_base,
+    return CaptureSettings(
+        source=source,
         detector_backend=scene_settings.detector_backend,
         detector_model=str(detector),
         detector_variant=scene_settings.detector_variant,
@@ -162,14 +186,10 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
         min_track_length=scene_settings.min_track_length,
         device=device or "auto",
         threads=prefs.threads,
+        **lens_settings(scene_settings),
+        backend=prefs.pose_backend,
+        sam3d=sam3d_settings(prefs),
     )
-    take_path = (Path(bpy.path.abspath(scene_settings.take_path)) if scene_settings.take_path
-                 else workflow.default_take_path(clip, ADDON_PACKAGE))
-    # The take is written when the capture ends: a place that cannot take it must not cost the whole capture.
-    problem = output_problem(take_path, create_folder=True)
-    if problem is not None:
-        raise CaptureInputError(f"Take path {take_path}: {problem} (Output > Take)")
-    return settings, take_path
 
 
 def start_capture(context) -> CaptureJob:
@@ -177,6 +197,10 @@ def start_capture(context) -> CaptureJob:
     global _job
     if _job is not None and _job.running:
         raise CaptureInputError("A capture is already running: wait for it or cancel it first")
+    from .live import live_active
+
+    if live_active():
+        raise CaptureInputError("Live capture is running: stop it first (one capture at a time)")
     settings, take_path = capture_settings(context)
     try:
         fallback = workflow.default_take_path(settings.source, ADDON_PACKAGE)

@@ -7,12 +7,20 @@ from pathlib import Path
 import bpy
 
 from ..instanthmr_blender.model_files import KNOWN_MODELS, DownloadCancelled, ModelFolder, download
-from ..ui.preferences import DOWNLOADABLE_MODELS, detector_model_path, get_preferences, model_folder, model_path
+from ..ui.preferences import (
+    capture_model_names,
+    chosen_hmr_model,
+    detector_model_path,
+    get_preferences,
+    hmr_model_path,
+    model_folder,
+)
 from .worker import WorkerJob
 
 
 def required_model_paths(prefs) -> dict[str, Path]:
-    return {"instanthmr": model_path(prefs, "instanthmr"), "rfdetr-nano": detector_model_path(prefs, "nano")}
+    """The chosen InstantHMR model and the detector, by registry name, where the capture will look for them."""
+    return {chosen_hmr_model(prefs).name: hmr_model_path(prefs), "rfdetr-nano": detector_model_path(prefs, "nano")}
 
 
 class INSTANTHMR_OT_check_models(bpy.types.Operator):
@@ -73,7 +81,7 @@ def start_download(context, names: list[str] | None = None) -> DownloadJob:
     prefs = get_preferences(context)
     folder = model_folder(prefs, create=True)
     if names is None:
-        names = ModelFolder(folder).missing(list(DOWNLOADABLE_MODELS))
+        names = ModelFolder(folder).missing(capture_model_names(prefs))
     unknown = [name for name in names if name not in KNOWN_MODELS]
     if unknown:
         raise RuntimeError(f"Unknown model(s) {', '.join(unknown)}: known are {', '.join(KNOWN_MODELS)}")
@@ -107,8 +115,8 @@ def pump_download(context) -> tuple[str, str]:
 
 
 class INSTANTHMR_OT_download_models(bpy.types.Operator):
-    """Download the missing model files (InstantHMR from its Hugging Face repository, an RF-DETR ONNX export),
-    verified by SHA-256"""
+    """Download the missing model files (the chosen InstantHMR model from its Hugging Face repository, an RF-DETR
+    ONNX export), verified by SHA-256"""
 
     bl_idname = "instanthmr.download_models"
     bl_label = "Download Models"

@@ -6,7 +6,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import armature, camera, naming
+from . import armature, camera, naming, provenance, quality
 
 
 @dataclass
@@ -16,6 +16,7 @@ class CaptureObjects:
     rigs: list[bpy.types.Object] = field(default_factory=list)
     meshes: list[bpy.types.Object] = field(default_factory=list)
     mesh_error: str = ""
+    quality_lines: list[str] = field(default_factory=list)  # the solve's quality report, one line per person
 
 
 def scene_frames(source_frames: np.ndarray) -> np.ndarray:
@@ -69,6 +70,7 @@ def build_capture(context, take, solution, take_name: str, *, background: str | 
     if make_active_camera:
         scene.camera = cam
     result = CaptureObjects(collection, cam)
+    quality.remove_repair_markers(scene, take_name)
     wanted = None if track_ids is None else set(track_ids)
     for person in solution.persons:
         if wanted is not None and person.track_id not in wanted:
@@ -77,8 +79,15 @@ def build_capture(context, take, solution, take_name: str, *, background: str | 
                                       collection)
         rig[naming.PROP_TAKE] = take_name
         rig[naming.PROP_TRACK_ID] = int(person.track_id)
+        provenance.write_model_provenance(rig, take.model_info)
         armature.write_motion(rig, naming.action_name(take_name, person.track_id), person, scene_frames(person.frames))
+        quality.write_quality_properties(rig, person)
+        quality.add_repair_markers(scene, take_name, person, frame_offset=int(scene_frames([0])[0]))
+        if person.quality is not None:
+            result.quality_lines.append(f"person {person.track_id}: {person.quality.summary()}")
         result.rigs.append(rig)
+    if getattr(solution, "floor", None) is not None:
+        result.quality_lines += [f"take: {solution.quality_summary()}", solution.floor.describe()]
     return result
 
 

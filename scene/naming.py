@@ -13,6 +13,14 @@ PROP_TRACK_ID = "instanthmr_track_id"
 PROP_ROLE = "instanthmr_role"  # "capture_rig" | "capture_camera" | "body_mesh"
 # On the capture collection: the take file it was built from (Rebuild from Take, the body mesh).
 PROP_TAKE_FILE = "instanthmr_take_file"
+# On each capture rig: the InstantHMR file that made the take (scene/provenance.py).
+PROP_MODEL_FILE = "instanthmr_model_file"
+PROP_MODEL = "instanthmr_model"  # the registry name, "" for a file the registry does not know
+PROP_MODEL_SHA256 = "instanthmr_model_sha256"
+PROP_MODEL_HASH_CHECK = "instanthmr_model_hash_check"
+PROP_MODEL_LICENCE = "instanthmr_model_licence"
+PROP_MODEL_LICENCE_URL = "instanthmr_model_licence_url"
+PROP_MODEL_SOURCE = "instanthmr_model_source"
 
 
 def collection_name(take_name: str) -> str:

@@ -17,6 +17,7 @@ def solve_options(settings) -> SolveOptions:
         smoothing_method=settings.smoothing_method,
         foot_lock=bool(settings.foot_lock),
         symmetric_lengths=bool(settings.symmetric_lengths),
+        clean=bool(getattr(settings, "clean", True)),
     )
 
 
@@ -38,7 +39,9 @@ def solve(take, take_name: str, options: SolveOptions):
     """The engine's solve (no Blender data touched: safe in a worker thread)."""
     solution = solve_take(take, options)
     if not solution.persons:
-        raise ValueError(f"take {take_name!r} has nobody to build: no tracked person shows hips and neck")
+        raise ValueError(
+            f"take {take_name!r} has nobody to build: no tracked person shows both hips and the shoulders or neck"
+        )
     return solution
 
 
@@ -51,6 +54,9 @@ def build_solution(context, take, solution, take_name: str, *, background: str |
     (module_path, python, ...); a mesh failure leaves the rigs built and is recorded in `mesh_error`."""
     built = build.build_capture(context, take, solution, take_name, background=background, track_ids=track_ids,
                                 take_file=take_file)
+    settings = getattr(context.scene, "instanthmr", None)
+    if settings is not None:
+        fill_people_quality(settings, solution)
     if mesh is not None:
         from ..instanthmr_blender.mesh import MeshError
         from .mesh import build_body_meshes  # only when asked: the default path never touches torch
@@ -76,6 +82,14 @@ def fill_people(settings, take, keep: set[int] | None = None) -> None:
         item.last_frame = int(scene_frames[seen[-1]])
         item.frame_count = len(seen)
         item.keep = keep is None or int(track_id) in keep
+
+
+def fill_people_quality(settings, solution) -> None:
+    """Show each solved person's quality report (quality.PersonQuality.summary) in the panel's people list."""
+    reports = {person.track_id: person.quality.summary() for person in solution.persons if person.quality}
+    reports.update({track_id: f"not solved: {why}" for track_id, why in solution.skipped})
+    for item in settings.people:
+        item.quality = reports.get(item.track_id, "")
 
 
 def mesh_options(prefs, model_dir: Path, *, module_path: str | None = None, python: str | None = None,

@@ -7,7 +7,9 @@ these (a few KB, milliseconds) and run the real loading, checking and pre/post-p
   [B,300,91] (raw logits). Its detections are FIXED boxes given at build time, the same for every image: the
   image decides only the batch size. That keeps pipeline tests on real video exact and predictable.
 - `build_instanthmr_model`: inputs `image` [N,3,224,224], `cliff_cond` [N,3] -> `mhr_params`, `shape_params`,
-  `cam_trans`, `joints_2d`, `joints_3d` (in that order). `joints_3d`, `mhr_params`, `shape_params` are a REAL
+  `cam_trans`, `joints_2d`, `joints_3d` (in that order), plus `crop_mean` (what the graph saw). Options build the
+  other published layouts (8-bit crops normalised in the graph, other crop sizes, focal-aware `cliff_cond` from
+  metadata, extra inputs, no `joints_3d`). `joints_3d`, `mhr_params`, `shape_params` are a REAL
   SAM 3D Body pose (default `sam3d/img_subj00.npz`), baked in as constants; like InstantHMR's, `joints_3d` is
   relative to the MHR rig origin (floor level under the body), not to the pelvis. `cam_trans` is computed from
   `cliff_cond` so that, with the implicit camera f = sqrt(W^2+H^2) of a frame of `image_size`, the centre of
@@ -148,18 +150,37 @@ def stand_in_cam_trans(
     return ((cliff * scale + offset) / cliff[:, 2:3] - centre).astype(np.float32)
 
 
+def stand_in_cam_trans_angular(cliff_cond: np.ndarray, pose_source: str | os.PathLike | None = None) -> np.ndarray:
+    """What an angular-form `build_instanthmr_model` returns as `cam_trans` for (N,3) angular `cliff_cond`."""
+    extent, centre = _extent_and_centre(load_sample_pose(pose_source).joints_3d)
+    cliff = np.asarray(cliff_cond, np.float64).reshape(-1, 3)
+    depth = extent / KEYPOINT_FILL / cliff[:, 2:3]
+    return (np.concatenate([np.tan(cliff[:, :2]) * depth, depth], axis=1) - centre).astype(np.float32)
+
+
+def _extent_and_centre(joints_3d: np.ndarray) -> tuple[float, np.ndarray]:
+    """The keypoints' larger x/y extent (m) and the point placed on the box's ray: extent centre, mean depth."""
+    lo, hi = joints_3d.min(axis=0), joints_3d.max(axis=0)
+    extent = float(max(hi[0] - lo[0], hi[1] - lo[1]))
+    centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, joints_3d[:, 2].mean()], np.float64)
+    return extent, centre
+
+
 def _cam_trans_terms(joints_3d: np.ndarray, image_size: tuple[int, int]) -> tuple[np.ndarray, ...]:
     # cam_trans = (cliff * scale + offset) / cliff[2] - centre puts the keypoints' extent centre at the depth
     # z = f * extent / (fill * b) on the ray through the box centre, with b = cliff[2] * max(W, H).
     height, width = image_size
     focal = float(np.hypot(width, height))
-    lo, hi = joints_3d.min(axis=0), joints_3d.max(axis=0)
-    extent = float(max(hi[0] - lo[0], hi[1] - lo[1]))
-    centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, joints_3d[:, 2].mean()], np.float64)
+    extent, centre = _extent_and_centre(joints_3d)
     k = extent / (KEYPOINT_FILL * max(width, height))
     scale = np.array([k * width / 2, k * height / 2, 0.0])
     offset = np.array([0.0, 0.0, k * focal])
     return scale, offset, centre
+
+
+_ONNX_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "uint8": TensorProto.UINT8}
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def build_instanthmr_model(
@@ -167,88 +188,163 @@ def build_instanthmr_model(
     *,
     pose_source: str | os.PathLike | None = None,
     image_size: tuple[int, int] = (994, 1768),
-    crop_size: int = CROP_SIZE,
+    crop_size: int | None = CROP_SIZE,
     batch: int | None = None,
+    image_dtype: str = "float32",
+    channels_last: bool = False,
+    cliff_form: str = "pixel",
+    cliff_dtype: str = "float32",
+    output_dtype: str = "float32",
+    metadata: dict[str, str] | None = None,
+    with_joints_3d: bool = True,
+    extra_inputs: Sequence[tuple[str, str, Sequence[int | str]]] = (),
+    image_input_shape: Sequence[int | str] | None = None,
 ) -> Path:
     """Write an InstantHMR-like model returning the real pose of `pose_source` for every person.
 
-    image_size: (H, W) of the frames whose implicit camera the returned `cam_trans`/`joints_2d` match
-    (default: `video/two_people_walking.mp4`). crop_size: 224 for the contract; anything else makes the
-    deliberately wrong model of the error-path tests. batch: None (dynamic, as the real file) or fixed.
+    image_size: (H, W) of the frames whose camera the returned `cam_trans`/`joints_2d` match, for the pixel form
+    (default: `video/two_people_walking.mp4`); the angular form needs none (it places people in the camera of the f
+    it is given). crop_size: the static crop side (None: symbolic H and W, the size must then come from metadata).
+    batch: None (dynamic, as the real file) or fixed. The layouts of the published graphs (contract section 5):
+    - image_dtype "float32" | "float16" (normalised by the caller) | "uint8" (normalised inside the graph);
+      channels_last: [N,S,S,3] instead of [N,3,S,S]; image_input_shape: any other shape (a two-crop layout).
+    - cliff_form "pixel": `cam_trans = (cliff * scale + offset) / cliff[2] - centre` (the first release's form);
+      "angular": cliff = [atan((cx-W/2)/f), atan((cy-H/2)/f), b/f] puts the keypoints' centre on the ray
+      (tan c0, tan c1, 1) at depth extent / (fill * c2). Either way the keypoints' larger extent spans `fill` of
+      max(bw, bh) and their centre projects onto the box centre; `joints_2d` is their projection in crop
+      coordinates ([-1, 1] over the 1.2 * max(bw, bh) square).
+    - metadata: ONNX metadata_props (image_size, cliff_focal, ...); with_joints_3d False: the four-output graph;
+      extra_inputs: (name, dtype, shape) inputs the graph declares and ignores (a fit layout's extra input).
+    Every graph also returns `crop_mean` (N,3): the per-channel mean of the ImageNet-normalised crop it received
+    (normalised inside the graph for uint8), so tests can check the crop the caller fed.
     """
     pose = load_sample_pose(pose_source)
-    height, width = image_size
-    focal = float(np.hypot(width, height))
-    scale, offset, centre = _cam_trans_terms(pose.joints_3d, image_size)
     n = _batch_dim(batch, "N")
     f32 = np.float32
+    side = crop_size if crop_size is not None else "S"
+    if image_input_shape is None:
+        image_input_shape = [n, side, side, 3] if channels_last else [n, 3, side, side]
 
     nodes = [
-        helper.make_node("Shape", ["cliff_cond"], ["batch_only"], start=0, end=1),
+        helper.make_node("Cast", ["cliff_cond"], ["cliff"], to=TensorProto.FLOAT),
+        helper.make_node("Shape", ["cliff"], ["batch_only"], start=0, end=1),
         _const("mhr_tail", np.array([204], np.int64)),
         _const("shape_tail", np.array([45], np.int64)),
         helper.make_node("Concat", ["batch_only", "mhr_tail"], ["mhr_shape"], axis=0),
         helper.make_node("Concat", ["batch_only", "shape_tail"], ["shape_shape"], axis=0),
         _const("mhr_one", pose.mhr_params[None]),
         _const("shape_one", pose.shape_params[None]),
-        helper.make_node("Expand", ["mhr_one", "mhr_shape"], ["mhr_params"]),
-        helper.make_node("Expand", ["shape_one", "shape_shape"], ["shape_params"]),
-        # cam_trans (N,3) = (cliff * scale + offset) / cliff[:, 2] - centre
-        _const("cam_scale", scale.astype(f32)[None]),
-        _const("cam_offset", offset.astype(f32)[None]),
-        _const("cam_centre", centre.astype(f32)[None]),
+        helper.make_node("Expand", ["mhr_one", "mhr_shape"], ["mhr_params_f"]),
+        helper.make_node("Expand", ["shape_one", "shape_shape"], ["shape_params_f"]),
         _const("col2_start", np.array([2], np.int64)),
         _const("col2_end", np.array([3], np.int64)),
         _const("col01_start", np.array([0], np.int64)),
         _const("axis1", np.array([1], np.int64)),
-        helper.make_node("Slice", ["cliff_cond", "col2_start", "col2_end", "axis1"], ["box_scale"]),
-        helper.make_node("Mul", ["cliff_cond", "cam_scale"], ["cam_scaled"]),
-        helper.make_node("Add", ["cam_scaled", "cam_offset"], ["cam_numerator"]),
-        helper.make_node("Div", ["cam_numerator", "box_scale"], ["reference_point"]),
-        helper.make_node("Sub", ["reference_point", "cam_centre"], ["cam_trans"]),
-        # joints_3d (N,70,3): the constant pose for every person
-        _const("joints_one", pose.joints_3d[None]),
-        _const("joints_tail", np.array([70, 3], np.int64)),
-        helper.make_node("Concat", ["batch_only", "joints_tail"], ["joints_shape"], axis=0),
-        helper.make_node("Expand", ["joints_one", "joints_shape"], ["joints_3d"]),
-        # joints_2d (N,70,2) = (f * XY/Z - cliff[:2] * (W/2, H/2)) / (0.6 * max(W,H) * cliff[2])
-        helper.make_node("Unsqueeze", ["cam_trans", "axis1"], ["cam_trans_row"]),
-        helper.make_node("Add", ["joints_3d", "cam_trans_row"], ["joints_cam"]),
         _const("xy_start", np.array([0], np.int64)),
         _const("xy_end", np.array([2], np.int64)),
         _const("z_end", np.array([3], np.int64)),
         _const("axis2", np.array([2], np.int64)),
+        helper.make_node("Slice", ["cliff", "col2_start", "col2_end", "axis1"], ["box_scale"]),
+        helper.make_node("Slice", ["cliff", "col01_start", "xy_end", "axis1"], ["cliff_xy"]),
+        # joints_3d (N,70,3): the constant pose for every person
+        _const("joints_one", pose.joints_3d[None]),
+        _const("joints_tail", np.array([70, 3], np.int64)),
+        helper.make_node("Concat", ["batch_only", "joints_tail"], ["joints_shape"], axis=0),
+        helper.make_node("Expand", ["joints_one", "joints_shape"], ["joints_3d_f"]),
+    ]
+    if cliff_form == "pixel":
+        height, width = image_size
+        focal = float(np.hypot(width, height))
+        scale, offset, centre = _cam_trans_terms(pose.joints_3d, image_size)
+        nodes += [
+            # cam_trans (N,3) = (cliff * scale + offset) / cliff[:, 2] - centre
+            _const("cam_scale", scale.astype(f32)[None]),
+            _const("cam_offset", offset.astype(f32)[None]),
+            _const("cam_centre", centre.astype(f32)[None]),
+            helper.make_node("Mul", ["cliff", "cam_scale"], ["cam_scaled"]),
+            helper.make_node("Add", ["cam_scaled", "cam_offset"], ["cam_numerator"]),
+            helper.make_node("Div", ["cam_numerator", "box_scale"], ["reference_point"]),
+            helper.make_node("Sub", ["reference_point", "cam_centre"], ["cam_trans_f"]),
+            # the crop-coordinate numerator and denominator in pixels:
+            # joints_2d = (f * XY/Z - cliff[:2] * (W/2, H/2)) / (0.6 * max(W,H) * cliff[2])
+            _const("focal", np.array(focal, f32)),
+            _const("half_size", np.array([[width / 2, height / 2]], f32)),
+            helper.make_node("Mul", ["cliff_xy", "half_size"], ["box_centre_from_centre"]),
+            _const("half_crop", np.array(CROP_SCALE / 2 * max(width, height), f32)),
+        ]
+    elif cliff_form == "angular":
+        extent, centre = _extent_and_centre(pose.joints_3d)
+        nodes += [
+            # depth z = extent / (fill * c2); reference point = (tan c0 * z, tan c1 * z, z); cam_trans = it - centre
+            _const("depth_numerator", np.array(extent / KEYPOINT_FILL, f32)),
+            helper.make_node("Div", ["depth_numerator", "box_scale"], ["depth"]),
+            helper.make_node("Tan", ["cliff_xy"], ["ray_xy"]),
+            helper.make_node("Mul", ["ray_xy", "depth"], ["reference_xy"]),
+            helper.make_node("Concat", ["reference_xy", "depth"], ["reference_point"], axis=1),
+            _const("cam_centre", centre.astype(f32)[None]),
+            helper.make_node("Sub", ["reference_point", "cam_centre"], ["cam_trans_f"]),
+            # joints_2d = (XY/Z - tan(c01)) / (0.6 * c2): f cancels out
+            _const("focal", np.array(1.0, f32)),
+            helper.make_node("Identity", ["ray_xy"], ["box_centre_from_centre"]),
+            _const("half_crop", np.array(CROP_SCALE / 2, f32)),
+        ]
+    else:
+        raise ValueError(f"cliff_form {cliff_form!r}")
+    nodes += [
+        helper.make_node("Unsqueeze", ["cam_trans_f", "axis1"], ["cam_trans_row"]),
+        helper.make_node("Add", ["joints_3d_f", "cam_trans_row"], ["joints_cam"]),
         helper.make_node("Slice", ["joints_cam", "xy_start", "xy_end", "axis2"], ["joints_xy"]),
         helper.make_node("Slice", ["joints_cam", "xy_end", "z_end", "axis2"], ["joints_z"]),
         helper.make_node("Div", ["joints_xy", "joints_z"], ["joints_ray"]),
-        _const("focal", np.array(focal, f32)),
         helper.make_node("Mul", ["joints_ray", "focal"], ["joints_from_centre"]),
-        helper.make_node("Slice", ["cliff_cond", "col01_start", "xy_end", "axis1"], ["box_centre_norm"]),
-        _const("half_size", np.array([[width / 2, height / 2]], f32)),
-        helper.make_node("Mul", ["box_centre_norm", "half_size"], ["box_centre_from_centre"]),
         helper.make_node("Unsqueeze", ["box_centre_from_centre", "axis1"], ["box_centre_row"]),
         helper.make_node("Sub", ["joints_from_centre", "box_centre_row"], ["joints_from_box"]),
-        _const("half_crop", np.array(CROP_SCALE / 2 * max(width, height), f32)),
         helper.make_node("Mul", ["box_scale", "half_crop"], ["half_side"]),
         helper.make_node("Unsqueeze", ["half_side", "axis1"], ["half_side_row"]),
-        helper.make_node("Div", ["joints_from_box", "half_side_row"], ["joints_2d"]),
+        helper.make_node("Div", ["joints_from_box", "half_side_row"], ["joints_2d_f"]),
     ]
+    # crop_mean (N,3): what the graph saw, normalised as the network would see it
+    colour_shape = (1, 1, 1, 3) if channels_last else (1, 3, 1, 1)
+    nodes.append(helper.make_node("Cast", ["image"], ["image_f"], to=TensorProto.FLOAT))
+    if image_dtype == "uint8":
+        nodes += [
+            _const("pixel_mean", (255 * IMAGENET_MEAN).reshape(colour_shape)),
+            _const("pixel_std", (255 * IMAGENET_STD).reshape(colour_shape)),
+            helper.make_node("Sub", ["image_f", "pixel_mean"], ["image_centred"]),
+            helper.make_node("Div", ["image_centred", "pixel_std"], ["image_normalised"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["image_f"], ["image_normalised"]))
+    if len(image_input_shape) == 4:
+        nodes.append(helper.make_node("ReduceMean", ["image_normalised"], ["crop_mean_f"],
+                                      axes=[1, 2] if channels_last else [2, 3], keepdims=0))
+    else:  # another layout: a dummy mean of the right shape
+        nodes += [_const("no_mean", np.zeros((1, 3), f32)),
+                  helper.make_node("Mul", ["cam_trans_f", "no_mean"], ["crop_mean_f"])]
+
+    outputs = [("mhr_params", [n, 204]), ("shape_params", [n, 45]), ("cam_trans", [n, 3]),
+               ("joints_2d", [n, 70, 2]), ("joints_3d", [n, 70, 3]), ("crop_mean", [n, 3])]
+    if not with_joints_3d:
+        outputs = [o for o in outputs if o[0] != "joints_3d"]
+    for name, _ in outputs:
+        nodes.append(helper.make_node("Cast", [name + "_f"], [name], to=_ONNX_TYPES[output_dtype]))
+    inputs = [
+        helper.make_tensor_value_info("image", _ONNX_TYPES[image_dtype], list(image_input_shape)),
+        helper.make_tensor_value_info("cliff_cond", _ONNX_TYPES[cliff_dtype], [n, 3]),
+    ]
+    inputs += [helper.make_tensor_value_info(name, _ONNX_TYPES[dtype], list(shape))
+               for name, dtype, shape in extra_inputs]
     graph = helper.make_graph(
         nodes,
         "instanthmr_contract_stand_in",
-        [
-            helper.make_tensor_value_info("image", TensorProto.FLOAT, [n, 3, crop_size, crop_size]),
-            helper.make_tensor_value_info("cliff_cond", TensorProto.FLOAT, [n, 3]),
-        ],
-        [
-            helper.make_tensor_value_info("mhr_params", TensorProto.FLOAT, [n, 204]),
-            helper.make_tensor_value_info("shape_params", TensorProto.FLOAT, [n, 45]),
-            helper.make_tensor_value_info("cam_trans", TensorProto.FLOAT, [n, 3]),
-            helper.make_tensor_value_info("joints_2d", TensorProto.FLOAT, [n, 70, 2]),
-            helper.make_tensor_value_info("joints_3d", TensorProto.FLOAT, [n, 70, 3]),
-        ],
+        inputs,
+        [helper.make_tensor_value_info(name, _ONNX_TYPES[output_dtype], shape) for name, shape in outputs],
     )
-    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), path)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    return _save(model, path)
 
 
 def build_wrong_size_model(path: str | os.PathLike) -> Path:

@@ -26,8 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # so `instanthmr_blender` (the bpy-free engine) and `tests.cmu_take` import as top-level packages.
 sys.path.insert(0, str(REPO_ROOT))
 
-from instanthmr_blender.filters import SMOOTHING_LEVELS, SMOOTHING_METHODS  # noqa: E402
 from instanthmr_blender.solve import SolveError, SolveOptions, solve_take  # noqa: E402
+from instanthmr_blender.solve.smooth import SMOOTHING_LEVELS, SMOOTHING_METHODS  # noqa: E402
 from tests.cmu_take import CMU_RELATIVE_PATH, CmuTake, cmu_take, load_cmu  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,15 +37,20 @@ DEFAULT_FIXTURES = Path(os.environ.get("INSTANTHMR_FIXTURES", REPO_ROOT.parent /
 #: Functions whose cumulative time the breakdown reports, in pipeline order: (module file, function, label).
 #: A function the solve no longer has is simply left out of the table.
 STAGES = (
-    ("ground.py", "estimate_floor", "floor fit (RANSAC on the feet)"),
+    ("clean.py", "clean_track", "clean (swaps, flips, jumps, gaps)"),
+    ("smooth.py", "smooth_camera_keypoints", "keypoint smoothing (image position and depth)"),
+    ("contacts.py", "still_feet", "feet still in the image"),
+    ("ground.py", "estimate_floor", "floor fit (planted feet)"),
     ("ground.py", "camera_to_world", "camera -> world transform"),
-    ("filters.py", "smooth_keypoints", "keypoint smoothing"),
-    ("solve.py", "build_rest", "rest pose (bone lengths, T-pose)"),
-    ("ground.py", "detect_foot_contacts", "foot contact detection"),
-    ("ground.py", "lock_feet", "foot lock (two-bone IK)"),
-    ("solve.py", "solve_pose", "per-frame bone rotations"),
-    ("solve.py", "_hinge_roll", "of which: hinge roll (elbows, knees, fingers)"),
+    ("skeleton_solve.py", "build_rest", "rest pose (bone lengths, T-pose)"),
+    ("contacts.py", "detect_foot_contacts", "foot contact detection"),
+    ("contacts.py", "lock_feet", "foot lock (two-bone IK)"),
+    ("skeleton_solve.py", "solve_pose", "per-frame bone rotations"),
+    ("skeleton_solve.py", "_hinge_roll", "of which: hinge roll (elbows, knees, fingers)"),
+    ("quality.py", "person_quality", "quality report"),
 )
+#: Rows of the "a minute at 30 fps" take.
+MINUTE_ROWS = 1800
 
 
 class BenchError(RuntimeError):
@@ -89,6 +94,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=3,
         help="solves per setting; the fastest is reported, to shed other processes' noise (default: 3)",
     )
+    parser.add_argument(
+        "--clean",
+        nargs="+",
+        default=["on"],
+        choices=("off", "on"),
+        help="clean stage settings to measure (default: on)",
+    )
     parser.add_argument("--no-breakdown", action="store_true", help="skip the cProfile stage breakdown")
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -122,6 +134,14 @@ def take_at(fixtures: Path, fps: float) -> RatedTake:
     return RatedTake(cmu_take(fixtures, step=int(round(step))), source_fps / round(step))
 
 
+def minute_take(fixtures: Path) -> RatedTake:
+    """A minute of rows at 30 fps: CMU 01_01's first 1800 frames (120 fps) relabelled as a 30 fps take (the
+    motion plays 4x slower; the solve's cost depends on the number of rows)."""
+    take = cmu_take(fixtures, step=1, start=1, stop=1 + MINUTE_ROWS)
+    take.fps = 30.0
+    return RatedTake(take, 30.0)
+
+
 @dataclass
 class SolveTiming:
     """Seconds of solve_take on one take with one set of options (median and best of `repeat`)."""
@@ -130,6 +150,7 @@ class SolveTiming:
     frames: int
     smoothing: str
     foot_lock: bool
+    clean: bool
     median_seconds: float
     best_seconds: float
     persons: int
@@ -153,6 +174,7 @@ def time_solve(rated: RatedTake, options: SolveOptions, repeat: int) -> SolveTim
         frames=rated.frames,
         smoothing=options.smoothing,
         foot_lock=options.foot_lock,
+        clean=options.clean,
         median_seconds=statistics.median(seconds),
         best_seconds=min(seconds),
         persons=len(solution.persons),
@@ -172,7 +194,7 @@ def stage_breakdown(rated: RatedTake, options: SolveOptions) -> tuple[float, lis
         key = (Path(filename).name, function)
         # row = (primitive calls, total calls, own time, cumulative time, callers); recursion counted once
         cumulative[key] = max(cumulative.get(key, 0.0), row[3])
-    total = cumulative.get(("solve.py", "solve_take"), 0.0)
+    total = cumulative.get(("__init__.py", "solve_take"), 0.0)
     found = [(label, cumulative[(module, fn)]) for module, fn, label in STAGES if (module, fn) in cumulative]
     return total, found
 
@@ -193,12 +215,13 @@ def machine_line() -> str:
 
 def timings_table(timings: list[SolveTiming]) -> str:
     lines = [
-        "| take fps | frames | smoothing | foot lock | best s | median s | frames solved / s | ms / frame |",
-        "|---:|---:|---|---|---:|---:|---:|---:|",
+        "| take fps | frames | clean | smoothing | foot lock | best s | median s | frames solved / s | ms / frame |",
+        "|---:|---:|---|---|---|---:|---:|---:|---:|",
     ]
     for t in timings:
         lines.append(
-            f"| {t.fps:.4g} | {t.frames} | {t.smoothing} | {'on' if t.foot_lock else 'off'} "
+            f"| {t.fps:.4g} | {t.frames} | {'on' if t.clean else 'off'} | {t.smoothing} "
+            f"| {'on' if t.foot_lock else 'off'} "
             f"| {t.best_seconds:.2f} | {t.median_seconds:.2f} | {t.frames_per_second:.0f} "
             f"| {1000 * t.best_seconds / t.frames:.2f} |"
         )
@@ -222,16 +245,19 @@ def main(argv: list[str] | None = None) -> int:
         solve_take(takes[0].take, SolveOptions())
         timings = []
         for take in takes:
-            for smoothing in args.smoothing:
-                for foot_lock in args.foot_lock:
-                    options = SolveOptions(
-                        smoothing=smoothing,
-                        smoothing_method=args.smoothing_method,
-                        foot_lock=foot_lock == "on",
-                    )
-                    what = f"{take.row_fps:.4g} fps, smoothing {smoothing}, foot lock {foot_lock}"
-                    print(f"  solving {what} ...", file=sys.stderr, flush=True)
-                    timings.append(time_solve(take, options, args.repeat))
+            for clean in args.clean:
+                for smoothing in args.smoothing:
+                    for foot_lock in args.foot_lock:
+                        options = SolveOptions(
+                            smoothing=smoothing,
+                            smoothing_method=args.smoothing_method,
+                            foot_lock=foot_lock == "on",
+                            clean=clean == "on",
+                        )
+                        what = f"{take.row_fps:.4g} fps, clean {clean}, smoothing {smoothing}, foot lock {foot_lock}"
+                        print(f"  solving {what} ...", file=sys.stderr, flush=True)
+                        timings.append(time_solve(take, options, args.repeat))
+        minute = time_solve(minute_take(args.fixtures), SolveOptions(), args.repeat)
         if not args.no_breakdown:
             heaviest = max(takes, key=lambda t: t.frames)
             profiled = SolveOptions(
@@ -250,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         f"warm-up solve. Floor: {timings[0].floor_method or 'n/a'}. {machine}\n"
     )
     print(timings_table(timings) + "\n")
+    print(
+        f"A minute at 30 fps ({minute.frames} rows: CMU 01_01's 120 fps frames taken as 30 fps rows), default "
+        f"settings: solve_take {minute.best_seconds:.2f} s (median {minute.median_seconds:.2f} s), "
+        f"{minute.frames_per_second:.0f} frames/s.\n"
+    )
     if not args.no_breakdown:
         setting = f"{heaviest.row_fps:.4g} fps, smoothing medium {args.smoothing_method}, foot lock on"
         print(f"### Where the time goes ({setting})\n")

@@ -2,7 +2,14 @@
 
 import bpy
 
-from .preferences import detector_model_path, get_preferences, mesh_available, model_path
+from .preferences import (
+    chosen_hmr_model,
+    detector_model_path,
+    get_preferences,
+    mesh_available,
+    model_path,
+    sam3d_problem,
+)
 
 GPU_HINT = "No GPU provider in this ONNX Runtime: models run on the CPU"
 
@@ -21,7 +28,16 @@ class VIEW3D_PT_instanthmr_capture(_CapturePanel, bpy.types.Panel):
         settings = context.scene.instanthmr
         progress = context.window_manager.instanthmr_progress
         prefs = get_preferences(context)
-        missing = [p.name for p, needed in ((model_path(prefs, "instanthmr"), True),
+        sam3d = prefs.pose_backend == "sam3d"
+        row = layout.row()
+        row.label(text="Model")
+        row.prop(prefs, "pose_backend", expand=True)
+        problem = sam3d_problem(prefs) if sam3d else ""
+        if problem:
+            box = layout.box()
+            box.label(text=f"SAM 3D Body: {problem}", icon="ERROR")
+            box.operator("preferences.addon_show", text="Open Preferences").module = prefs.bl_idname
+        missing = [p.name for p, needed in ((model_path(prefs, "instanthmr"), not sam3d),
                                             (detector_model_path(prefs, settings.detector_variant),
                                              settings.detector_backend == "onnx"))
                    if needed and not p.is_file()]
@@ -43,6 +59,7 @@ class VIEW3D_PT_instanthmr_capture(_CapturePanel, bpy.types.Panel):
             layout.operator("instanthmr.capture", icon="REC")
             if progress.status:
                 layout.label(text=progress.status)
+        layout.operator("instanthmr.import_sam3d", icon="IMPORT")
 
 
 class VIEW3D_PT_instanthmr_people(_CapturePanel, bpy.types.Panel):
@@ -57,7 +74,17 @@ class VIEW3D_PT_instanthmr_people(_CapturePanel, bpy.types.Panel):
         row.prop(settings, "min_track_length")
         if len(settings.people):
             layout.template_list("INSTANTHMR_UL_people", "", settings, "people", settings, "people_index", rows=3)
+            if 0 <= settings.people_index < len(settings.people) and settings.people[settings.people_index].quality:
+                _draw_quality(layout, settings.people[settings.people_index])
             layout.operator("instanthmr.rebuild_from_take", text="Keep ticked people", icon="FILE_REFRESH")
+
+
+def _draw_quality(layout, person) -> None:
+    """The selected person's quality report (one label per comma-separated figure: labels do not wrap)."""
+    box = layout.box()
+    box.label(text=f"Person {person.track_id} quality", icon="INFO")
+    for part in person.quality.split(", "):
+        box.label(text=part)
 
 
 class INSTANTHMR_UL_people(bpy.types.UIList):
@@ -86,6 +113,29 @@ class VIEW3D_PT_instanthmr_detector(_CapturePanel, bpy.types.Panel):
         layout.prop(settings, "device")
         if not set(available_devices()) - {"auto", "cpu"}:
             layout.label(text=GPU_HINT, icon="INFO")
+        prefs = get_preferences(context)
+        if not prefs.instanthmr_path:  # the model chosen in the preferences, with its licence
+            model = chosen_hmr_model(prefs)
+            layout.label(text=f"InstantHMR: {model.label} ({model.file})", icon="ARMATURE_DATA")
+            layout.label(text=f"Licence: {model.licence.text}")
+
+
+class VIEW3D_PT_instanthmr_lens(_CapturePanel, bpy.types.Panel):
+    bl_label = "Camera lens"
+    bl_parent_id = "VIEW3D_PT_instanthmr_capture"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.instanthmr
+        layout.prop(settings, "lens_mode")
+        if settings.lens_mode == "mm":
+            layout.prop(settings, "lens_mm")
+            layout.prop(settings, "sensor_width_mm")
+        elif settings.lens_mode == "px":
+            layout.prop(settings, "focal_px")
+        else:
+            layout.label(text="The model's own camera: no lens is assumed known", icon="INFO")
 
 
 class VIEW3D_PT_instanthmr_motion(_CapturePanel, bpy.types.Panel):
@@ -95,6 +145,7 @@ class VIEW3D_PT_instanthmr_motion(_CapturePanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         settings = context.scene.instanthmr
+        layout.prop(settings, "clean")
         layout.prop(settings, "smoothing")
         if settings.smoothing != "off":
             layout.prop(settings, "smoothing_method")
@@ -129,6 +180,7 @@ classes = (
     INSTANTHMR_UL_people,
     VIEW3D_PT_instanthmr_people,
     VIEW3D_PT_instanthmr_detector,
+    VIEW3D_PT_instanthmr_lens,
     VIEW3D_PT_instanthmr_motion,
     VIEW3D_PT_instanthmr_output,
 )

@@ -1,5 +1,5 @@
-"""Add-on preferences: where the model files live (a folder, or one path per model), downloads, default device,
-threads."""
+"""Add-on preferences: which InstantHMR model (size and fit level, with its licence and accuracy), where the model
+files live (a folder, or one path per model), downloads, default device, threads."""
 
 import functools
 from pathlib import Path
@@ -9,8 +9,33 @@ import bpy
 # The extension's own package (`bl_ext.<repo>.instanthmr`): preferences are keyed by it, never by a literal.
 ADDON_PACKAGE = __package__.rpartition(".")[0]
 
-# Models the capture needs, in the engine's registry; the detector file depends on the chosen variant.
-DOWNLOADABLE_MODELS = ("instanthmr", "rfdetr-nano")
+# The detector the capture downloads (the ONNX backend's default variant).
+DETECTOR_MODEL = "rfdetr-nano"
+
+
+def _registry():
+    from ..instanthmr_blender.model_registry import registry
+
+    return registry()
+
+
+def _size_items(self, context):
+    items = []
+    for size, about in _registry().sizes.items():
+        parameters = f", {about['parameters_m']:g} M parameters" if about["parameters_m"] else ""
+        licence = _registry().choose(size, 0).licence.text
+        items.append((size, about["label"], f"{about['backbone']}{parameters}. {licence}"))
+    _size_items.cache = items  # Blender needs the strings kept alive while the enum is shown
+    return items
+
+
+FIT_ITEMS = [
+    ("0", "No fit", "The network's own pose (v1.0 / v1.0.1 files)"),
+    ("1", "Fit, 1 crop", "v1.1: a kinematic fit inside the graph against the network's 2D keypoints, 1 crop "
+     "per person"),
+    ("2", "Fit, 2 crops", "v1.1: the same fit on 2 crops per person (refused at load if its graph needs two crop "
+     "inputs)"),
+]
 
 
 def _device_items(self, context):
@@ -25,6 +50,12 @@ def _device_items(self, context):
 class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
 
+    hmr_size: bpy.props.EnumProperty(
+        name="InstantHMR size", items=_size_items,
+        description="Which published InstantHMR model the capture uses (the first release is instanthmr.onnx)")
+    hmr_fit: bpy.props.EnumProperty(
+        name="Fit level", items=FIT_ITEMS, default="0",
+        description="v1.1 graphs refine each pose with a kinematic fit inside the graph (the HGNetV2 sizes only)")
     model_folder: bpy.props.StringProperty(
         name="Model folder",
         description="Folder holding the model files. Empty: the extension's own user folder "
@@ -34,7 +65,8 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
     )
     instanthmr_path: bpy.props.StringProperty(
         name="InstantHMR model",
-        description="Path of instanthmr.onnx. Empty: look for it in the model folder",
+        description="Path of an InstantHMR .onnx file (overrides the size and fit level). Empty: the chosen "
+        "model's file in the model folder",
         subtype="FILE_PATH",
         default="",
     )
@@ -71,15 +103,35 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
     threads: bpy.props.IntProperty(
         name="Threads", default=0, min=0, max=64,
         description="CPU threads per model (0: let ONNX Runtime decide); lower it to keep Blender snappy")
+    pose_backend: bpy.props.EnumProperty(
+        name="Model", default="instanthmr",
+        items=(("instanthmr", "InstantHMR", "The fast ONNX model, bundled runtime, any machine"),
+               ("sam3d", "SAM 3D Body", "Meta's SAM 3D Body, more accurate and much slower (an NVIDIA GPU is "
+                "recommended), run in a Python environment of your own")),
+        description="The model that estimates each person's pose")
+    sam3d_python: bpy.props.StringProperty(
+        name="SAM 3D Body Python", subtype="FILE_PATH", default="",
+        description="The python executable of an environment with torch and facebookresearch/sam-3d-body")
+    sam3d_checkpoint: bpy.props.StringProperty(
+        name="Checkpoint folder", subtype="DIR_PATH", default="",
+        description="SAM 3D Body's checkpoint folder: model.ckpt, model_config.yaml and assets/mhr_model.pt")
+    sam3d_code: bpy.props.StringProperty(
+        name="Code folder", subtype="DIR_PATH", default="",
+        description="A checkout of facebookresearch/sam-3d-body, when it is not installed in that Python")
+    sam3d_backbone: bpy.props.StringProperty(
+        name="INT8 backbone", subtype="FILE_PATH", default="",
+        description="Optional Embedl INT8 backbone (embedl_sam3dbody_int8 .pt2, .onnx or a TensorRT .engine); "
+        "empty: the checkpoint's FP32 backbone")
 
     def draw(self, context):
         layout = self.layout
+        draw_model_choice(self, layout.box())
         layout.prop(self, "model_folder")
         layout.label(text=f"In use: {model_folder(self)}", icon="FILE_FOLDER")
         layout.prop(self, "instanthmr_path")
         layout.prop(self, "detector_path")
         column = layout.column(align=True)
-        for name, path in (("InstantHMR", model_path(self, "instanthmr")),
+        for name, path in (("InstantHMR", hmr_model_path(self)),
                            ("Detector", detector_model_path(self, "nano"))):
             if path.is_file():
                 column.label(text=f"{name}: {path}", icon="CHECKMARK")
@@ -98,6 +150,7 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
             layout.progress(factor=progress.factor, text=progress.status)
         layout.prop(self, "default_device")
         layout.prop(self, "threads")
+        draw_sam3d_preferences(layout.box(), self)
         box = layout.box()
         box.label(text="Optional body mesh (MHR, needs PyTorch)")
         box.prop(self, "mhr_model_path")
@@ -113,7 +166,7 @@ def draw_int8_choice(prefs, layout) -> None:
     """Offer the INT8 InstantHMR only when it exists, with its measured fidelity shown; the user chooses."""
     from ..instanthmr_blender.quantized import find_int8
 
-    found = find_int8(model_path(prefs, "instanthmr"))
+    found = find_int8(hmr_model_path(prefs))
     box = layout.box()
     if found is None:
         box.label(text="No INT8 InstantHMR: tools/quantize_hmr.py makes one from your clip, fidelity measured",
@@ -126,6 +179,77 @@ def draw_int8_choice(prefs, layout) -> None:
               f"{report.mm_3d_aligned_mean:.1f}), {report.px_2d_mean:.1f} px 2D; jitter {report.jitter_fp32_mm:.1f}"
               f" -> {report.jitter_int8_mm:.1f} mm/frame^2 ({report.held_out_crops} crops of {report.clip})")
     box.prop(prefs, "hmr_precision", expand=True)
+
+
+def draw_model_choice(prefs, layout) -> None:
+    """Size and fit level, with the chosen file's licence (and its link), accuracy and source next to them."""
+    row = layout.row()
+    row.prop(prefs, "hmr_size")
+    if prefs.hmr_size != "first_release":
+        row.prop(prefs, "hmr_fit")
+    model = chosen_hmr_model(prefs)
+    column = layout.column(align=True)
+    column.label(text=f"{model.file}: {model.backbone}"
+                 + (f", {model.parameters_m:g} M parameters" if model.parameters_m else ""), icon="FILE")
+    column.label(text=f"Accuracy: {model.accuracy_text()}", icon="SORTTIME")
+    icon = {True: "CHECKMARK", False: "LOCKED", None: "QUESTION"}[model.licence.commercial_use]
+    column.label(text=f"Licence: {model.licence.text}", icon=icon)
+    row = column.row()
+    row.operator("wm.url_open", text="Read the licence (model card)", icon="URL").url = model.licence.url
+    column.label(text=f"Source: {model.source}; SHA-256 "
+                 + ("pinned" if model.sha256 else "recorded on first download"))
+    if prefs.instanthmr_path:
+        column.label(text="The InstantHMR model path below overrides this choice", icon="INFO")
+
+
+def chosen_hmr_model(prefs):
+    """The registry entry of the chosen size and fit level (the first release has fit 0 only)."""
+    fit = 0 if prefs.hmr_size == "first_release" else int(prefs.hmr_fit)
+    return _registry().choose(prefs.hmr_size, fit)
+
+
+def capture_model_names(prefs) -> list[str]:
+    """The downloadable models a capture with these preferences needs (InstantHMR as chosen, the detector)."""
+    return [chosen_hmr_model(prefs).name, DETECTOR_MODEL]
+
+
+def hmr_model_path(prefs) -> Path:
+    """The InstantHMR file a capture loads: its own preference when set, else the chosen model in the folder."""
+    if prefs.instanthmr_path:
+        return Path(bpy.path.abspath(prefs.instanthmr_path))
+    return model_folder(prefs) / chosen_hmr_model(prefs).file
+
+
+def draw_sam3d_preferences(box, prefs: INSTANTHMR_AP_preferences) -> None:
+    box.label(text="Model: InstantHMR or SAM 3D Body")
+    box.row().prop(prefs, "pose_backend", expand=True)
+    for name in ("sam3d_python", "sam3d_checkpoint", "sam3d_code", "sam3d_backbone"):
+        box.prop(prefs, name)
+    problem = sam3d_problem(prefs)
+    if problem:
+        box.label(text=f"SAM 3D Body: {problem}", icon="INFO")
+
+
+def sam3d_settings(prefs: INSTANTHMR_AP_preferences):
+    """The engine's SAM 3D Body settings from the preferences (not checked)."""
+    from ..instanthmr_blender.sam3d import Sam3DSettings
+
+    def path(value: str) -> str:
+        return str(Path(bpy.path.abspath(value))) if value else ""
+
+    return Sam3DSettings(python=path(prefs.sam3d_python), checkpoint=path(prefs.sam3d_checkpoint),
+                         code=path(prefs.sam3d_code), backbone=path(prefs.sam3d_backbone))
+
+
+def sam3d_problem(prefs: INSTANTHMR_AP_preferences) -> str:
+    """What SAM 3D Body still needs before it can run ("" when its files are in place); file checks only."""
+    from ..instanthmr_blender.sam3d import Sam3DError
+
+    try:
+        sam3d_settings(prefs).check()
+    except Sam3DError as exc:
+        return str(exc)
+    return ""
 
 
 def mesh_available(prefs: INSTANTHMR_AP_preferences) -> bool:
@@ -157,12 +281,12 @@ def model_folder(prefs: INSTANTHMR_AP_preferences, *, create: bool = False) -> P
 
 
 def model_path(prefs: INSTANTHMR_AP_preferences, name: str) -> Path:
-    """Where model `name` of the engine's registry is expected: its own preference for InstantHMR when set,
-    else its file name in the model folder."""
+    """Where model `name` of the engine's registry is expected: "instanthmr" means the chosen InstantHMR model
+    (`hmr_model_path`); any other name, its file name in the model folder."""
     from ..instanthmr_blender.model_files import KNOWN_MODELS
 
-    if name == "instanthmr" and prefs.instanthmr_path:
-        return Path(bpy.path.abspath(prefs.instanthmr_path))
+    if name == "instanthmr":
+        return hmr_model_path(prefs)
     return model_folder(prefs) / KNOWN_MODELS[name].filename
 
 

@@ -24,6 +24,14 @@ DETECTOR_VARIANT_ITEMS = [
     ("large", "Large", "Most accurate, slowest (704 px)"),
 ]
 
+LENS_ITEMS = [
+    ("model", "From the model", "The camera the model assumes: sqrt(W^2 + H^2) px for the first release, 1.05 times "
+     "that for focal-aware models"),
+    ("mm", "Lens in mm", "The lens's focal length in mm and the sensor width along the image's longer side (a phone's "
+     "'26 mm equivalent' is 26 with 36)"),
+    ("px", "Pixels", "The focal length in pixels of the video's frames (from a calibration)"),
+]
+
 
 def _device_items(self, context):
     # ONNX Runtime reports its execution providers; only those present here are offered.
@@ -46,6 +54,7 @@ class INSTANTHMR_PG_person(bpy.types.PropertyGroup):
     frame_count: bpy.props.IntProperty(name="Frames")
     keep: bpy.props.BoolProperty(name="Keep", default=True,
                                  description="Build a rig for this person (applied by Rebuild from Take)")
+    quality: bpy.props.StringProperty(name="Quality", description="The solve's quality report for this person")
 
 
 class INSTANTHMR_PG_settings(bpy.types.PropertyGroup):
@@ -76,8 +85,23 @@ class INSTANTHMR_PG_settings(bpy.types.PropertyGroup):
         "(faster; a person losing confidence forces a new detection)")
     device: bpy.props.EnumProperty(name="Device", items=_device_items,
                                    description="Where the models run (only devices available here are listed)")
+    lens_mode: bpy.props.EnumProperty(
+        name="Camera lens", items=LENS_ITEMS, default="model",
+        description="A known focal length: focal-aware models take it as input, the first release's people are moved "
+        "in depth to match it, and the take and the Blender camera use it")
+    lens_mm: bpy.props.FloatProperty(name="Lens (mm)", default=26.0, min=1.0, max=5000.0, precision=1,
+                                     description="Focal length of the lens, millimetres")
+    sensor_width_mm: bpy.props.FloatProperty(
+        name="Sensor width (mm)", default=36.0, min=1.0, max=200.0, precision=2,
+        description="Sensor size along the image's longer side, millimetres (36 for 35 mm-equivalent lenses)")
+    focal_px: bpy.props.FloatProperty(name="Focal length (px)", default=1500.0, min=10.0, max=100000.0,
+                                      precision=1, description="Focal length in pixels of the video's frames")
     smoothing: bpy.props.EnumProperty(name="Smoothing", items=SMOOTHING_ITEMS, default="medium")
     smoothing_method: bpy.props.EnumProperty(name="Method", items=SMOOTHING_METHOD_ITEMS, default="zero_lag")
+    clean: bpy.props.BoolProperty(
+        name="Repair glitches", default=True,
+        description="Before smoothing, repair what the network got wrong: left/right swaps, front/back flips, "
+                    "jumps, keypoints off their 2D position (repaired frames get timeline markers)")
     foot_lock: bpy.props.BoolProperty(name="Lock planted feet", default=True,
                                       description="Hold feet in place while they touch the floor (no sliding)")
     symmetric_lengths: bpy.props.BoolProperty(name="Symmetric limbs", default=True,
@@ -97,6 +121,15 @@ class INSTANTHMR_PG_settings(bpy.types.PropertyGroup):
     export_per_person: bpy.props.BoolProperty(name="One file per person", default=False)
     people: bpy.props.CollectionProperty(type=INSTANTHMR_PG_person)
     people_index: bpy.props.IntProperty()
+
+
+def lens_settings(settings) -> dict:
+    """CaptureSettings' lens fields (focal_px, lens_mm, sensor_width_mm) from the scene's settings."""
+    if settings.lens_mode == "mm":
+        return {"lens_mm": settings.lens_mm, "sensor_width_mm": settings.sensor_width_mm}
+    if settings.lens_mode == "px":
+        return {"focal_px": settings.focal_px}
+    return {}
 
 
 class INSTANTHMR_PG_progress(bpy.types.PropertyGroup):

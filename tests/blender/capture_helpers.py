@@ -25,6 +25,8 @@ class AddonApi:
         self.actions = import_module(base + ".scene.actions")
         self.naming = import_module(base + ".scene.naming")
         self.export = import_module(base + ".scene.export")
+        self.workflow = import_module(base + ".scene.workflow")
+        self.quality = import_module(base + ".scene.quality")
 
 
 def fresh_scene():

@@ -162,18 +162,19 @@ def test_cut_off_video_warns_and_its_take_finds_the_clip_from_anywhere(addon, mo
     assert report["frame_range"] == [1, 60] and report["background"] == 1  # the scene covers what was captured
 
     # Re-solved from another folder: the take holds the clip's absolute path, so the background is found. The
-    # second person's neck made unusable: the solve leaves them out, and says who and why.
+    # second person's hips made unusable (without the neck alone they would still be solved, from the
+    # shoulders): the solve leaves them out, and says who and why.
     take_module = sys.modules[addon.__name__ + ".instanthmr_blender.take"]
-    neck = sys.modules[addon.__name__ + ".instanthmr_blender.skeleton"].MHR70_INDEX["neck"]
+    index = sys.modules[addon.__name__ + ".instanthmr_blender.skeleton"].MHR70_INDEX
     take = take_module.load_take(takes / "cut.npz")
-    take.joints_cam[1, :, neck] = np.nan
-    take_module.save_take(take, takes / "neckless.npz")
-    again = run_capture(installed_capture_script(), "--take", str(takes / "neckless.npz"), "--out",
+    take.joints_cam[1, :, [index["left_hip"], index["right_hip"]]] = np.nan
+    take_module.save_take(take, takes / "hipless.npz")
+    again = run_capture(installed_capture_script(), "--take", str(takes / "hipless.npz"), "--out",
                         str(tmp_path / "again.blend"), python=sys.executable, cwd=elsewhere)
     assert again.returncode == 0, again.stdout + again.stderr
     warnings = [line for line in again.stdout.splitlines() if "warning" in line]
-    assert warnings == ["capture: warning: cut.person01 left out: the track never shows both hips and the neck: "
-                        "the body cannot be solved"]
+    assert warnings == ["capture: warning: cut.person01 left out: it never shows both hips: the body cannot be "
+                        "placed (keep the hips in frame)"]
     report = inspect_blend(tmp_path / "again.blend", tmp_path)
     assert report["background"] == 1 and report["rigs"] == ["cut.person00"]
     # Take and clip moved together: found next to the take. The clip gone: a warning, no background.

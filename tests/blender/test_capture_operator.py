@@ -188,18 +188,18 @@ def test_rebuild_from_take_applies_new_settings_without_models(capture_ops, fixt
         bpy.ops.instanthmr.rebuild_from_take(filepath=str(tmp_path / "missing.npz"))
     # A person the solve cannot use, and a clip that is gone: both named, the others rebuilt.
     take_module = sys.modules[ADDON_MODULE + ".instanthmr_blender.take"]
-    neck = sys.modules[ADDON_MODULE + ".instanthmr_blender.skeleton"].MHR70_INDEX["neck"]
+    index = sys.modules[ADDON_MODULE + ".instanthmr_blender.skeleton"].MHR70_INDEX
     take = take_module.load_take(settings.take_path)
-    take.joints_cam[1, :, neck] = np.nan
+    take.joints_cam[1, :, [index["left_hip"], index["right_hip"]]] = np.nan
     take.source = str(tmp_path / "gone.mp4")
-    take_module.save_take(take, tmp_path / "neckless.npz")
+    take_module.save_take(take, tmp_path / "hipless.npz")
     rebuild = sys.modules[ADDON_MODULE + ".operators.take"].rebuild_from_take
-    built, warnings = rebuild(bpy.context, str(tmp_path / "neckless.npz"))
+    built, warnings = rebuild(bpy.context, str(tmp_path / "hipless.npz"))
     assert len(built.rigs) == 1
     assert warnings == [f"the take's clip {tmp_path / 'gone.mp4'} was not found (nor next to the take): the camera "
                         "has no background",
-                        "gone.person01 left out: the track never shows both hips and the neck: the body "
-                        "cannot be solved"]
+                        "gone.person01 left out: it never shows both hips: the body cannot be placed (keep the "
+                        "hips in frame)"]
 
 
 def test_export_operator_writes_the_files(capture_ops, fixtures_dir, tmp_path):
@@ -274,3 +274,23 @@ def test_a_cut_off_video_and_a_take_folder_lost_at_the_end_are_reported_not_lost
     scene = bpy.context.scene
     assert (scene.frame_start, scene.frame_end) == (1, 60)
     assert scene.camera.data.background_images[0].clip is not None
+
+
+def test_the_panels_lens_and_the_chosen_model_reach_the_capture_settings(capture_ops, fixtures_dir, tmp_path, models):
+    settings = set_clip(fixtures_dir, tmp_path)
+    built, _ = capture_ops.capture_settings(bpy.context)
+    assert (built.focal_px, built.lens_mm, built.hmr_model) == (None, None, str(models / "instanthmr.onnx"))
+    settings.lens_mode, settings.lens_mm, settings.sensor_width_mm = "mm", 26.0, 36.0
+    built, _ = capture_ops.capture_settings(bpy.context)
+    assert (built.lens_mm, built.sensor_width_mm, built.focal_px) == (26.0, 36.0, None)
+    settings.lens_mode, settings.focal_px = "px", 1234.5
+    built, _ = capture_ops.capture_settings(bpy.context)
+    assert (built.focal_px, built.lens_mm) == (1234.5, None)
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    prefs.hmr_size, prefs.hmr_fit = "small", "1"
+    try:
+        with pytest.raises(capture_ops.CaptureInputError, match="instanthmr-small-fit1.onnx"):
+            capture_ops.capture_settings(bpy.context)  # not in the model folder: named before anything starts
+    finally:
+        prefs.hmr_size, prefs.hmr_fit = "first_release", "0"
+        settings.lens_mode = "model"

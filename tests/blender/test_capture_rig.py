@@ -214,6 +214,31 @@ def test_planted_feet_do_not_slide_with_foot_locking(api, fixtures_dir, tmp_path
     assert slide < 0.01, f"planted feet slide {slide * 100:.2f} cm/s"
 
 
+def test_quality_report_on_the_rig_markers_and_people_list(api, fixtures_dir, tmp_path):
+    """A 4-frame front/back flip in the take: the rig carries the quality report, the timeline marks where
+    it was repaired, the People list shows the report, and a rebuild does not stack markers."""
+    scene = fresh_scene()
+    cmu = cmu_take(fixtures_dir, step=4, start=1, stop=481)
+    rows = slice(40, 44)
+    hips = 0.5 * (cmu.joints_cam[0, rows, 9] + cmu.joints_cam[0, rows, 10])
+    cmu.joints_cam[0, rows] = hips[:, None] + (cmu.joints_cam[0, rows] - hips[:, None]) * np.float32([-1, 1, -1])
+    take = take_from_cmu(api, cmu, tmp_path)
+    solution = api.solve.solve_take(take, api.solve.SolveOptions())
+    settings = scene.instanthmr
+    api.workflow.fill_people(settings, take)
+    for _ in range(2):
+        built = api.workflow.build_solution(bpy.context, take, solution, "flip")
+    rig = built.rigs[0]
+    assert rig["instanthmr_quality_repaired_flip"] == 4
+    assert rig["instanthmr_quality_jitter_mm"] < rig["instanthmr_quality_input_jitter_mm"]
+    assert "repaired" in rig["instanthmr_quality"]
+    markers = [m for m in scene.timeline_markers if m.name.startswith(api.quality.MARKER_PREFIX)]
+    expected = [("repaired flip person 0: front/back flip", int(take.frames[40]) + 1)]
+    assert [(m.name, m.frame) for m in markers] == expected
+    assert settings.people[0].quality == rig["instanthmr_quality"]
+    assert any(line.startswith("person 0: jitter") for line in built.quality_lines)
+
+
 @pytest.mark.parametrize("degrees", [0, 90, 180, 270])
 def test_a_phone_videos_background_is_drawn_upright_and_fills_the_frame(installed_addon, tmp_path, degrees):
     """A phone video (stored landscape, rotation tag) is shown the way the engine saw it, on every line: Blender

@@ -111,3 +111,71 @@ def test_download_refused_when_online_access_is_off(registry, tmp_path):
     state, message = pump(models_ops)
     assert state == "FAILED" and "online access" in message.lower()
     assert not (tmp_path / "models" / "instanthmr.onnx").exists()
+
+
+def test_command_line_downloads_the_chosen_size_and_records_its_licence(registry, tmp_path, fixtures_dir, capsys):
+    """capture.py --download-models with --model-size nano --model-fit 1: the chosen file and the detector come from
+    the (loopback) server, verified; the capture runs in the user's lens; the take and every rig name the weights."""
+    import socket
+    from importlib import import_module
+
+    from contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
+
+    base = registry.KNOWN_MODELS["instanthmr"].url.rsplit("/", 1)[0]
+    built = tmp_path / "published"
+    hmr_bytes = build_instanthmr_model(built / "hmr.onnx", image_dtype="uint8", cliff_form="angular",
+                                       metadata={"cliff_focal": "true"}).read_bytes()
+    detector_bytes = build_rfdetr_model(built / "model.onnx", boxes=(DetectorBox(0.3, 0.55, 0.12, 0.6),
+                                                                    DetectorBox(0.7, 0.55, 0.12, 0.6))).read_bytes()
+    PAYLOADS.update({"/instanthmr-nano-fit1.onnx": hmr_bytes, "/model.onnx": detector_bytes})
+    registry.KNOWN_MODELS["instanthmr-nano-fit1"] = dataclasses.replace(
+        registry.KNOWN_MODELS["instanthmr-nano-fit1"], url=base + "/instanthmr-nano-fit1.onnx")
+    registry.KNOWN_MODELS["rfdetr-nano"] = dataclasses.replace(
+        registry.KNOWN_MODELS["rfdetr-nano"], url=base + "/model.onnx",
+        sha256=hashlib.sha256(detector_bytes).hexdigest())
+    headless = import_module(ADDON_MODULE + ".headless")
+    folder, out, take_path = tmp_path / "models", tmp_path / "walk.blend", tmp_path / "walk.npz"
+    argv = [str(fixtures_dir / "video" / "two_people_walking.mp4"), "--model-dir", str(folder), "--model-size", "nano",
+            "--model-fit", "1", "--end", "8", "--min-track-length", "3", "--lens-mm", "50", "--out", str(out),
+            "--save-take", str(take_path)]
+
+    # Offline: one line naming each file, where to fetch it, and the real folder to put it in
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    saved_urls = {name: registry.KNOWN_MODELS[name] for name in ("instanthmr-nano-fit1", "rfdetr-nano")}
+    for name, spec in saved_urls.items():
+        registry.KNOWN_MODELS[name] = dataclasses.replace(spec, url=closed + "/" + spec.url.rsplit("/", 1)[1])
+    assert headless.main(argv + ["--download-models"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("capture: error: could not download the model files (")
+    assert (f"{closed}/instanthmr-nano-fit1.onnx saved as {folder}/instanthmr-nano-fit1.onnx; {closed}/model.onnx "
+            f"saved as {folder}/rfdetr-nano.onnx (it is called model.onnx there: rename it)") in line
+    registry.KNOWN_MODELS.update(saved_urls)
+
+    # Without the option nothing is fetched: the missing files are named and the option suggested
+    assert headless.main(argv) == 2
+    assert "--download-models" in capsys.readouterr().err and not list(folder.glob("*.onnx"))
+
+    assert headless.main(argv + ["--download-models"]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert f"downloaded and verified {folder / 'instanthmr-nano-fit1.onnx'}" in printed
+    assert (folder / "instanthmr-nano-fit1.onnx").read_bytes() == hmr_bytes
+    assert (folder / "rfdetr-nano.onnx").read_bytes() == detector_bytes
+
+    api = import_module(ADDON_MODULE + ".instanthmr_blender.take")
+    take = api.load_take(take_path)
+    assert take.focal_length == pytest.approx(50 * 1768 / 36)  # the lens, along the longer side
+    info = take.model_info
+    assert info["model"] == "instanthmr-nano-fit1" and info["sha256"] == hashlib.sha256(hmr_bytes).hexdigest()
+    assert "angular cliff_cond" in info["graph"] and info["focal_source"] == "user"
+    rigs = [o for o in bpy.context.scene.objects if o.get("instanthmr_role") == "capture_rig"]
+    assert len(rigs) == 2
+    for rig in rigs:
+        assert rig["instanthmr_model"] == "instanthmr-nano-fit1" and rig["instanthmr_model_file"] == (
+            "instanthmr-nano-fit1.onnx")
+        assert rig["instanthmr_model_sha256"] == info["sha256"]
+        assert rig["instanthmr_model_licence"].startswith("SAM License, non-commercial use only")
+        assert rig["instanthmr_model_licence_url"] == "https://huggingface.co/momolesang/InstantHMR"
+        assert "first download" in rig["instanthmr_model_hash_check"]
+    assert bpy.context.scene.camera.data.lens == pytest.approx(50.0)  # 36 mm horizontal sensor on a landscape clip

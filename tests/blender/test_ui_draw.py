@@ -116,7 +116,20 @@ def test_preferences_draw(addon):
 
     type(prefs).draw(Holder(), bpy.context)
     shown = {name for kind, name in record if kind == "prop"}
-    assert {"model_folder", "instanthmr_path", "detector_path", "default_device", "threads"} <= shown
+    assert {"model_folder", "instanthmr_path", "detector_path", "default_device", "threads", "hmr_size"} <= shown
+    labels = [text for kind, text in record if kind == "label"]
+    assert any(text.startswith("Licence: SAM License") for text in labels)  # the first release by default
+    assert ("operator", "wm.url_open") in record
+    prefs.hmr_size, prefs.hmr_fit = "medium_commercial", "2"
+    try:
+        record.clear()
+        type(prefs).draw(Holder(), bpy.context)
+        labels = [text for kind, text in record if kind == "label"]
+        assert "Licence: SAM License, commercial use allowed" in labels and ("prop", "hmr_fit") in record
+        assert any(text.startswith("instanthmr-medium_commercial-fit2.onnx: HGNetV2-B4, 32.2 M") for text in labels)
+        assert any(text.startswith("Accuracy: ") for text in labels)
+    finally:
+        prefs.hmr_size, prefs.hmr_fit = "first_release", "0"
     assert "hmr_precision" not in shown  # no INT8 model: nothing to choose
     assert any(kind == "label" and "No INT8 InstantHMR" in text for kind, text in record)
 

@@ -1,11 +1,12 @@
-"""Floor, camera placement, contacts and foot locking (instanthmr_blender.ground)."""
+"""Floor, camera placement, contacts and foot locking (instanthmr_blender.solve.ground, .contacts)."""
 
 import numpy as np
 import pytest
 
-from instanthmr_blender import ground, solve
+from instanthmr_blender import solve
 from instanthmr_blender.rotations import axis_rotation
 from instanthmr_blender.skeleton import BONE_INDEX
+from instanthmr_blender.solve import contacts, ground
 from tests.cmu_take import cmu_take
 
 
@@ -70,7 +71,7 @@ def test_two_bone_ik_keeps_lengths_and_plane():
     middle = root + rng.normal(size=(50, 3))
     target = root + 0.5 * rng.normal(size=(50, 3))
     upper, lower = np.full(50, 1.2), np.full(50, 1.0)
-    new = ground.two_bone_ik(root, middle, target, upper, lower)
+    new = contacts.two_bone_ik(root, middle, target, upper, lower)
     assert np.allclose(np.linalg.norm(new - root, axis=1), 1.2)
     reachable = np.linalg.norm(target - root, axis=1) < 2.2
     assert np.allclose(np.linalg.norm(target - new, axis=1)[reachable], 1.0)
@@ -82,7 +83,7 @@ def test_contacts_and_foot_lock_stop_sliding(fixtures_dir):
     take = cmu_take(fixtures_dir, start=1)
     clean = take.joints_cam[0].astype(np.float64)
     clean_world = ground.camera_to_world(clean, ground.estimate_floor(clean[None]).camera_matrix_world)
-    truth = ground.detect_foot_contacts(clean_world, take.row_fps)
+    truth = contacts.detect_foot_contacts(clean_world, take.row_fps)
     assert 0.5 < truth.mean() < 0.9  # the subject hops: feet planted most of the time
     noisy = take
     noisy.joints_cam = (clean + np.random.default_rng(2).normal(0, 0.02, clean.shape))[None]

@@ -20,6 +20,7 @@ from instanthmr_blender.model_files import (
     download,
     sha256_of,
 )
+from instanthmr_blender.model_registry import registry
 
 CONTENT = np.random.default_rng(7).integers(0, 256, 1_000_000, dtype=np.uint8).tobytes()
 CONTENT_SHA = hashlib.sha256(CONTENT).hexdigest()
@@ -252,11 +253,15 @@ def test_model_folder_find_and_missing(tmp_path):
 def test_verify_missing_and_hand_placed_files(tmp_path):
     folder = ModelFolder(tmp_path)
     with pytest.raises(ModelDownloadError, match="missing.*huggingface.co/momolesang"):
-        folder.verify("instanthmr")
-    placed = tmp_path / "instanthmr.onnx"
+        folder.verify("instanthmr-nano")
+    placed = tmp_path / "instanthmr-nano.onnx"
     placed.write_bytes(b"weights placed by hand")
-    assert folder.verify("instanthmr") == placed  # no published hash: trusted now, recorded
-    assert json.loads((tmp_path / HASHES_FILE).read_text())["instanthmr"]["sha256"] == sha256_of(placed)
+    assert folder.verify("instanthmr-nano") == placed  # no published hash: trusted now, recorded
+    assert json.loads((tmp_path / HASHES_FILE).read_text())["instanthmr-nano"]["sha256"] == sha256_of(placed)
+    # The first release's hash is pinned: a hand-placed file that is not it is refused.
+    (tmp_path / "instanthmr.onnx").write_bytes(b"not the first release")
+    with pytest.raises(ModelDownloadError, match="f717558094f57d7c"):
+        folder.verify("instanthmr")
     # A file with a published hash is checked against the publisher's value.
     (tmp_path / "rfdetr-nano.onnx").write_bytes(b"not the detector")
     with pytest.raises(ModelDownloadError, match="d5082b3a93eba673"):
@@ -271,12 +276,19 @@ def test_damaged_hash_record_is_reported(tmp_path):
 
 
 def test_known_models():
-    assert set(KNOWN_MODELS) == {"instanthmr", "rfdetr-nano", "rfdetr-small", "mhr-assets"}
+    hmr_names = {model.name for model in registry().models}
+    assert set(KNOWN_MODELS) == {"rfdetr-nano", "rfdetr-small", "mhr-assets"} | hmr_names
+    assert {"instanthmr", "instanthmr-nano", "instanthmr-medium_commercial-fit2"} <= hmr_names
     for name, spec in KNOWN_MODELS.items():
         assert spec.name == name and spec.url.startswith("https://") and spec.licence
         assert spec.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
-    # Publishers without a hash get none (trust on first use), never an invented one.
-    assert KNOWN_MODELS["instanthmr"].sha256 is None and KNOWN_MODELS["mhr-assets"].sha256 is None
-    assert KNOWN_MODELS["instanthmr"].url.endswith("momolesang/InstantHMR/resolve/main/instanthmr.onnx")
+    # Publishers without a hash get none (trust on first use), never an invented one; the first release's is pinned.
+    assert KNOWN_MODELS["instanthmr-nano"].sha256 is None and KNOWN_MODELS["mhr-assets"].sha256 is None
+    assert KNOWN_MODELS["instanthmr"].sha256 == "f717558094f57d7c9cd084d7981874dbcc3f08e7308501eb98c12844e2cce3b7"
+    assert KNOWN_MODELS["instanthmr"].url.endswith(
+        "momolesang/InstantHMR/resolve/3504446fc31e7f76fdb1cd7e463189e7cf0fdd0f/instanthmr.onnx")
+    assert KNOWN_MODELS["instanthmr-nano"].url.endswith("momolesang/InstantHMR/resolve/main/instanthmr-nano.onnx")
     assert KNOWN_MODELS["mhr-assets"].url.endswith("MHR/releases/download/v1.0.0/assets.zip")
     assert "SAM" in KNOWN_MODELS["instanthmr"].licence and "Apache-2.0" in KNOWN_MODELS["mhr-assets"].licence
+    assert "non-commercial" in KNOWN_MODELS["instanthmr-nano-fit1"].licence
+    assert KNOWN_MODELS["instanthmr-medium_commercial"].licence == "SAM License, commercial use allowed"

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from instanthmr_blender import ground, skeleton, solve
+from instanthmr_blender import skeleton, solve
 from instanthmr_blender.rotations import matrix_from_quat, normalize
+from instanthmr_blender.solve import ground
 from tests.cmu_take import cmu_take
 
 EXACT = solve.SolveOptions(smoothing="off", foot_lock=False, symmetric_lengths=False)

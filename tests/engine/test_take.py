@@ -10,6 +10,7 @@ import pytest
 from instanthmr_blender import take as take_module
 from instanthmr_blender.take import (
     NUM_KEYPOINTS,
+    OPTIONAL_KEYS,
     TAKE_FORMAT,
     TAKE_KEYS,
     TAKE_VERSION,
@@ -177,11 +178,34 @@ def test_round_trip(tmp_path):
 def test_saved_keys_and_no_pickle(tmp_path):
     path = save_take(sample_take(), tmp_path / "capture.npz")
     with np.load(path, allow_pickle=False) as archive:
-        assert set(archive.files) == set(TAKE_KEYS)
+        assert set(archive.files) == set(TAKE_KEYS) | set(OPTIONAL_KEYS)
         assert str(archive["format"]) == TAKE_FORMAT and int(archive["version"]) == TAKE_VERSION
         assert archive["image_size"].tolist() == [994, 1768]
         assert archive["principal_point"].tolist() == [884.0, 497.0]
         assert str(archive["source"]) == "clip.mp4"
+
+
+MODEL_INFO = {"file": "instanthmr-nano.onnx", "sha256": "ab" * 32, "licence": "SAM License, non-commercial use only",
+              "fit": 0, "metadata": {"cliff_focal": "true"}}
+
+
+def test_model_info_round_trip_and_older_takes(tmp_path):
+    take = sample_take()
+    take.model_info = dict(MODEL_INFO)
+    loaded = load_take(save_take(take, tmp_path / "capture.npz"))
+    assert loaded.model_info == MODEL_INFO
+    # a take written before model_info existed (same version) loads with none
+    assert load_take(write_npz(tmp_path / "old.npz", npz_fields(sample_take()))).model_info == {}
+    # a damaged one is named
+    fields = npz_fields(sample_take()) | {"model_info": np.array("{not json")}
+    with pytest.raises(TakeError, match="`model_info` is not a JSON object"):
+        load_take(write_npz(tmp_path / "bad.npz", fields))
+    take.model_info = {"sha256": object()}
+    with pytest.raises(TakeError, match="`model_info` must hold only text and numbers"):
+        save_take(take, tmp_path / "refused.npz")
+    builder = TakeBuilder(**CAMERA, model_info=MODEL_INFO)
+    builder.add_frame(0)
+    assert builder.build().model_info == MODEL_INFO
 
 
 def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):

@@ -1,9 +1,11 @@
-"""Smoothing (instanthmr_blender.filters): One-Euro, zero-lag, NaN gaps, and the 20 mm noise test on CMU."""
+"""Smoothing (instanthmr_blender.solve.smooth): One-Euro, zero-lag, NaN gaps, and the 20 mm noise test on CMU."""
 
 import numpy as np
 import pytest
 
-from instanthmr_blender import filters, ground, solve
+from instanthmr_blender import solve
+from instanthmr_blender.solve import ground
+from instanthmr_blender.solve import smooth as filters
 from tests.cmu_take import cmu_take
 
 
@@ -93,3 +95,31 @@ def test_gaussian_smooth_handles_clips_shorter_than_its_kernel(count):
     smoothed = filters.gaussian_smooth(signal, sigma_frames=15.0)  # radius 45 frames > count
     assert smoothed.shape == signal.shape and np.isfinite(smoothed).all()
     assert np.allclose(smoothed.mean(axis=0), signal.mean(axis=0), atol=0.5 * count)
+
+
+def test_camera_smoothing_no_lag_and_depth_smoothed_harder(fixtures_dir):
+    """The solve's smoothing (image position and depth apart) on CMU: no lag on clean motion, outliers not
+    averaged in, and depth noise 4x the lateral noise mostly removed."""
+    take = cmu_take(fixtures_dir, start=1)
+    clean = take.joints_cam[0].astype(np.float64)
+    smoothed = filters.smooth_camera_keypoints(clean, take.row_fps)
+    assert abs(_lag_frames(smoothed.reshape(len(clean), -1), clean.reshape(len(clean), -1))) <= 1
+    rng = np.random.default_rng(4)
+    noisy = clean + rng.normal(0, 1, clean.shape) * np.array([0.005, 0.005, 0.02])
+    spike = noisy.copy()
+    spike[200, 15] += np.array([0.0, 0.0, 0.5])  # one keypoint 0.5 m off along the ray for one frame
+    out = filters.smooth_camera_keypoints(spike, take.row_fps)
+    # The spike is not spread into its neighbours.
+    assert np.abs(out[195:206, 15, 2] - clean[195:206, 15, 2]).max() < 0.05
+
+    def error(points, axis):
+        return np.nanmean(np.abs(points[..., axis] - clean[..., axis]))
+
+    def jitter(points, axis):
+        return np.nanmean(np.abs(points[2:, :, axis] - 2 * points[1:-1, :, axis] + points[:-2, :, axis]))
+
+    smoothed = filters.smooth_camera_keypoints(noisy, take.row_fps)
+    # Measured: depth error 16.1 -> 14.6 mm, depth jitter 39.2 -> 3.1 mm/frame^2 (the clean hops: 3.5).
+    assert error(smoothed, 2) < error(noisy, 2)
+    assert jitter(smoothed, 2) < 0.2 * jitter(noisy, 2)
+    assert jitter(smoothed, 0) < jitter(noisy, 0)

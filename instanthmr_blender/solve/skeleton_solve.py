@@ -1,4 +1,4 @@
-"""The motion solve: MHR70 keypoints of a take -> a T-pose capture rig and per-frame bone rotations.
+"""The skeleton solve stage: world keypoints of one person -> a T-pose capture rig and per-frame bone rotations.
 
 Output semantics are Blender pose bones with rotation_mode QUATERNION (w, x, y, z), armature object at the
 world origin with an identity transform: for bone b with parent p,
@@ -10,12 +10,11 @@ world origin with an identity transform: for bone b with parent p,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import filters, ground
-from .rotations import (
+from ..rotations import (
     frame_from_axes,
     frame_from_x_y,
     matrix_from_quat,
@@ -26,17 +25,18 @@ from .rotations import (
     quat_slerp,
     rotation_between,
 )
-from .skeleton import (
+from ..skeleton import (
     BONE_INDEX,
     BONE_NAMES,
     BONE_PARENTS,
     CAPTURE_RIG,
     MHR70_INDEX,
-    NUM_KEYPOINTS,
     VIRTUAL_JOINTS,
     BoneDef,
     mirror_name,
 )
+from .options import SolveError
+from .smooth import gaussian_smooth
 
 # A hinge (elbow, knee, finger joint) defines the roll only once it is clearly bent: below the first
 # angle its plane is noise, above the second it fully decides; in between it blends with the parent's roll.
@@ -54,35 +54,6 @@ _SPINE_BOW_SMOOTHING_SECONDS = 0.1
 _DEFAULT_HEAD_LENGTH = 0.15  # metres, when the take never sees both ears
 _DEFAULT_LENGTH = 0.05  # metres, for bones never seen (fingers of a body-only take)
 _SPINE_REACH_PERCENTILE = 99.0
-
-
-class SolveError(ValueError):
-    """A track that cannot be solved; the message says which input and what to do."""
-
-
-@dataclass
-class SolveOptions:
-    """Settings of the solve.
-
-    smoothing: "off" | "light" | "medium" | "strong" (keypoint One-Euro per bone group, filters.py);
-    smoothing_method: "zero_lag" (offline: One-Euro run forward then backward; the default, because a capture
-    is smoothed after the fact and it halves the error of the causal filter on the CMU noise test) |
-    "one_euro" (causal, as a live filter would see it: no look-ahead, about one frame of lag);
-    foot_lock: hold planted feet (ground.py); symmetric_lengths: average left/right bone lengths;
-    max_gap_frames: longest gap (frames) filled by interpolation, None = 0.25 s at the take's rate;
-    floor: "auto" (fit the floor to the feet) | "none" (gravity = camera down, floor at the lowest foot).
-    """
-
-    smoothing: str = "medium"
-    smoothing_method: str = "zero_lag"
-    foot_lock: bool = True
-    symmetric_lengths: bool = True
-    max_gap_frames: int | None = None
-    floor: str = "auto"
-    contact: ground.ContactSettings = field(default_factory=ground.ContactSettings)
-
-    def gap_frames(self, fps: float) -> int:
-        return int(self.max_gap_frames) if self.max_gap_frames is not None else max(1, int(round(0.25 * fps)))
 
 
 @dataclass
@@ -117,41 +88,6 @@ class RigRest:
         matrices[:, :3, :3] = self.rest_matrices
         matrices[:, :3, 3] = self.heads
         return matrices
-
-
-@dataclass
-class PersonMotion:
-    """The solved motion of one tracked person.
-
-    frames: (F,) int64 source frame of each row; quats: (F, B, 4) local rotations (w, x, y, z);
-    root_location: (F, 3) pose location of the root bone (its rest frame, metres); keyed: (F, B) bool, False
-    where a bone was unknown for longer than max_gap_frames (its quats there only hold the last value: leave
-    those frames unkeyed); root_keyed: (F,) bool, the same for root_location; contacts: (F, 2) bool foot
-    contacts (left, right); keypoints_world: (F, 70, 3) the targets after filtering and foot locking, world
-    space (Z up, metres).
-    """
-
-    track_id: int
-    rest: RigRest
-    frames: np.ndarray
-    quats: np.ndarray
-    root_location: np.ndarray
-    keyed: np.ndarray
-    root_keyed: np.ndarray
-    contacts: np.ndarray
-    keypoints_world: np.ndarray
-
-
-@dataclass
-class CaptureSolution:
-    """camera_matrix_world: (4, 4) the Blender camera object matrix (ground.camera_to_world); persons: one
-    PersonMotion per track that had any valid frame and could be solved, in take order; floor_method:
-    "ransac" or "camera" (ground.FloorEstimate); skipped: tracks that never showed the hips and neck."""
-
-    camera_matrix_world: np.ndarray
-    persons: list[PersonMotion]
-    floor_method: str = ""
-    skipped: list[tuple[int, str]] = field(default_factory=list)  # (track id, why) of unsolvable tracks
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -272,11 +208,13 @@ def build_rest(
     neck = kp[:, MHR70_INDEX["neck"]]
     torso_length = _median_distance(hips_mid, neck)
     if not np.isfinite(torso_length):
-        raise SolveError("the track never shows both hips and the neck: the body cannot be solved")
+        raise SolveError(
+            "the track never shows both hips together with the neck or both shoulders: the body cannot be solved"
+        )
     lengths[0] = torso_length / 3.0
     spine_lower = hips_mid + lengths[0] * pelvis_frames[:, :, 1]
     spine_reach = np.linalg.norm(neck - spine_lower, axis=-1)
-    spine_reach = filters.gaussian_smooth(spine_reach, _SPINE_REACH_SMOOTHING_SECONDS * fps)
+    spine_reach = gaussian_smooth(spine_reach, _SPINE_REACH_SMOOTHING_SECONDS * fps)
     spine_reach = spine_reach[np.isfinite(spine_reach)]
     reach = float(np.percentile(spine_reach, _SPINE_REACH_PERCENTILE)) if len(spine_reach) else torso_length
     lengths[BONE_INDEX["spine.01"]] = lengths[BONE_INDEX["spine.02"]] = 0.5 * reach * _SPINE_SLACK
@@ -442,21 +380,42 @@ def _hinge_roll(
     known = _finite(y_local) & _finite(swing_local)
     bend_known = _finite(bend_local) & np.isfinite(weight)
     out = np.full((count, 3), np.nan)
+    # A sequential recurrence over frames: plain Python floats, ten times faster than numpy per 3-vector.
+    axes, swings, bends = y_local.tolist(), swing_local.tolist(), bend_local.tolist()
+    weights, trusts = weight.tolist(), trust.tolist()
+    known_list, bend_known_list = known.tolist(), bend_known.tolist()
     previous = None
     for frame in range(count):
-        if not known[frame]:
+        if not known_list[frame]:
             previous = None
             continue
-        axis = y_local[frame]
-        base = swing_local[frame] if previous is None else previous - (previous @ axis) * axis
-        norm = np.linalg.norm(base)
-        base = swing_local[frame] if norm < 1e-6 else base / norm
-        if bend_known[frame] and weight[frame] > 0:
-            target = bend_local[frame]
-            pull = weight[frame] * (trust[frame] if base @ target < 0 else 1.0)
-            angle = pull * np.arctan2(np.cross(base, target) @ axis, base @ target)
-            base = np.cos(angle) * base + np.sin(angle) * np.cross(axis, base)
-        out[frame] = previous = base
+        ax, ay, az = axes[frame]
+        if previous is None:
+            bx, by, bz = swings[frame]
+        else:
+            along = previous[0] * ax + previous[1] * ay + previous[2] * az
+            bx, by, bz = previous[0] - along * ax, previous[1] - along * ay, previous[2] - along * az
+            norm = math.sqrt(bx * bx + by * by + bz * bz)
+            if norm < 1e-6:
+                bx, by, bz = swings[frame]
+            else:
+                bx, by, bz = bx / norm, by / norm, bz / norm
+        if bend_known_list[frame] and weights[frame] > 0:
+            tx, ty, tz = bends[frame]
+            dot = bx * tx + by * ty + bz * tz
+            pull = weights[frame] * (trusts[frame] if dot < 0 else 1.0)
+            # angle from base to target about the axis: atan2((base x target) . axis, base . target)
+            crossed = (by * tz - bz * ty) * ax + (bz * tx - bx * tz) * ay + (bx * ty - by * tx) * az
+            angle = pull * math.atan2(crossed, dot)
+            c, s_ = math.cos(angle), math.sin(angle)
+            # rotate base about the axis: cos * base + sin * (axis x base)
+            bx, by, bz = (
+                c * bx + s_ * (ay * bz - az * by),
+                c * by + s_ * (az * bx - ax * bz),
+                c * bz + s_ * (ax * by - ay * bx),
+            )
+        previous = (bx, by, bz)
+        out[frame] = previous
     return np.einsum("fij,fj->fi", carry, out)
 
 
@@ -527,7 +486,7 @@ def solve_pose(
                 # moves the neck (by millimetres) instead of bending the spine (by tens of degrees).
                 chord = neck - head
                 distance = np.linalg.norm(chord, axis=-1, keepdims=True)
-                steady = filters.gaussian_smooth(distance, _SPINE_BOW_SMOOTHING_SECONDS * fps)
+                steady = gaussian_smooth(distance, _SPINE_BOW_SMOOTHING_SECONDS * fps)
                 steady_neck = head + chord * (steady / np.where(distance > 1e-9, distance, 1.0))
                 tail = _spine_middle(head, steady_neck, spine_lengths[0], spine_lengths[1], back)
             else:
@@ -553,6 +512,19 @@ def solve_pose(
     return quats, root_location, keyed, root_keyed
 
 
+def pose_matrices(rest: RigRest, quats: np.ndarray) -> np.ndarray:
+    """(F, B, 3, 3) posed armature-space bone orientations (columns X, Y, Z) from local quats (F, B, 4)."""
+    local = matrix_from_quat(np.asarray(quats, dtype=np.float64))
+    posed = np.zeros(local.shape[:2] + (3, 3))
+    for b in range(rest.num_bones):
+        p = int(rest.parents[b])
+        if p < 0:
+            posed[:, b] = rest.rest_matrices[b] @ local[:, b]
+        else:
+            posed[:, b] = posed[:, p] @ (rest.rest_matrices[p].T @ rest.rest_matrices[b]) @ local[:, b]
+    return posed
+
+
 def forward_kinematics(
     rest: RigRest, quats: np.ndarray, root_location: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -576,102 +548,3 @@ def forward_kinematics(
             heads[:, b] = heads[:, p] + np.einsum("fij,j->fi", posed_rot[:, p], offset)
     tails = heads + lengths[None, :, None] * posed_rot[:, :, :, 1]
     return heads, tails
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Entry points.
-
-
-def solve_track(
-    joints_cam: np.ndarray,
-    fps: float,
-    options: SolveOptions | None = None,
-    *,
-    camera_matrix_world: np.ndarray | None = None,
-    frames: np.ndarray | None = None,
-    track_id: int = 0,
-) -> PersonMotion:
-    """Solve one person.
-
-    joints_cam: (F, 70, 3) camera-space MHR70 keypoints (metres, OpenCV axes, NaN where absent); fps: the
-    rate of the rows; camera_matrix_world: (4, 4) (None: estimated from this track's feet). Keypoints go to
-    world space, are smoothed, feet are detected and locked, then the pose is solved.
-
-    Smoothing acts on the world keypoints, not on rotations: the pose solve is exact to its targets, so
-    smooth targets give smooth bones with their lengths kept, contacts are detected on the same smoothed
-    feet, and the locked feet are never moved again by a later filter.
-    """
-    options = options or SolveOptions()
-    joints_cam = np.asarray(joints_cam, dtype=np.float64)
-    if joints_cam.ndim != 3 or joints_cam.shape[1:] != (NUM_KEYPOINTS, 3):
-        raise SolveError(f"joints_cam must be (frames, {NUM_KEYPOINTS}, 3), got {joints_cam.shape}")
-    if not fps > 0:
-        raise SolveError(f"fps must be positive, got {fps}")
-    if camera_matrix_world is None:
-        camera_matrix_world = ground.estimate_floor(joints_cam[None], mode=options.floor).camera_matrix_world
-    world = ground.camera_to_world(joints_cam, camera_matrix_world)
-    if options.smoothing != "off":
-        world = filters.smooth_keypoints(world, fps, options.smoothing, options.smoothing_method)
-    rest, spine = build_rest(world, fps, symmetric_lengths=options.symmetric_lengths)
-    contacts = ground.detect_foot_contacts(world, fps, options.contact)
-    if options.foot_lock and contacts.any():
-        lengths = rest.lengths
-        thighs = (lengths[BONE_INDEX["thigh.L"]], lengths[BONE_INDEX["thigh.R"]])
-        shins = (lengths[BONE_INDEX["shin.L"]], lengths[BONE_INDEX["shin.R"]])
-        world = ground.lock_feet(world, contacts, thighs, shins, fps)
-    quats, root_location, keyed, root_keyed = solve_pose(
-        rest, world, spine["spine_lengths"], options.gap_frames(fps), fps
-    )
-    return PersonMotion(
-        track_id=track_id,
-        rest=rest,
-        frames=np.arange(len(world), dtype=np.int64) if frames is None else np.asarray(frames, dtype=np.int64),
-        quats=quats,
-        root_location=root_location,
-        keyed=keyed,
-        root_keyed=root_keyed,
-        contacts=contacts,
-        keypoints_world=world,
-    )
-
-
-def row_rate(fps: float, frames: np.ndarray) -> float:
-    """Rows per second of a take: its source rate divided by the frame step between rows (a take captured
-    with every 2nd frame of a 30 fps video has rows at 15 per second)."""
-    frames = np.asarray(frames)
-    if len(frames) < 2:
-        return float(fps)
-    step = float(np.median(np.diff(frames)))
-    return float(fps) / max(step, 1.0)
-
-
-def solve_take(take, options: SolveOptions | None = None) -> CaptureSolution:
-    """Solve every track of a take (take.py `Take`): one shared camera placement from all tracks' feet (the
-    camera is static), world origin under the main subject (the track with the most valid frames), then one
-    PersonMotion per track with at least one valid frame. Uses take.fps (the source rate; the filters run at the
-    rows' rate, see row_rate), frames, track_ids, valid, joints_cam.
-    """
-    options = options or SolveOptions()
-    joints = np.where(np.asarray(take.valid)[..., None, None], np.asarray(take.joints_cam, dtype=np.float64), np.nan)
-    if joints.shape[0] == 0:
-        raise SolveError(f"the take from `{take.source or 'memory'}` has no tracks: nobody was detected")
-    main = int(np.argmax(np.asarray(take.valid).sum(axis=1)))
-    floor = ground.estimate_floor(joints, main_track=main, mode=options.floor)
-    solution = CaptureSolution(floor.camera_matrix_world, [], floor.method)
-    for track in range(joints.shape[0]):
-        if not np.asarray(take.valid)[track].any():
-            continue
-        track_id = int(take.track_ids[track])
-        try:
-            person = solve_track(
-                joints[track], row_rate(take.fps, take.frames), options, camera_matrix_world=floor.camera_matrix_world,
-                frames=take.frames, track_id=track_id,
-            )  # fmt: skip
-        except SolveError as error:  # one partial person must not cost the others
-            solution.skipped.append((track_id, str(error)))
-            continue
-        solution.persons.append(person)
-    if not solution.persons:
-        reasons = "; ".join(f"track {track_id}: {why}" for track_id, why in solution.skipped) or "no valid frames"
-        raise SolveError(f"no person in the take from `{take.source or 'memory'}` could be solved ({reasons})")
-    return solution
