@@ -140,7 +140,7 @@ def test_a_read_only_model_folder_converts_in_memory(models, tmp_path, monkeypat
     assert list(model.parent.iterdir()) == [model]
     monkeypatch.undo()
     session_outputs = InstantHMR(model, device="cpu").session.get_outputs()
-    assert len(session_outputs) == 5
+    assert {"mhr_params", "joints_2d", "joints_3d"} <= {output.name for output in session_outputs}
 
 
 def test_fp32_models_are_loaded_as_they_are(models, tmp_path):
