@@ -132,11 +132,12 @@ class OnnxRFDETR(PersonDetector):
         *,
         threads: int = 0,
         max_batch: int = 4,
+        spin: bool = True,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.confidence = float(confidence)
-        self.session, self.provider = create_session(model_path, device=device, threads=threads, log=log)
+        self.session, self.provider = create_session(model_path, device=device, threads=threads, spin=spin, log=log)
         name = self.model_path.name
         hint = "is this an RF-DETR detection model exported to ONNX?"
         input_shape = self.session.get_inputs()[0].shape

@@ -172,9 +172,13 @@ def map_outputs(
 class InstantHMR:
     """An InstantHMR ONNX model, its layout read from the graph on load (`hmr_graph.read_graph`).
 
-    max_batch: people per session run. Every run gets exactly this many rows (zero-padded, padded rows
-    dropped) so ONNX Runtime never re-plans for a new shape; a model with a fixed batch size uses that.
+    max_batch: people per session run; a model with a fixed batch size uses that.
+    Padding: on a GPU provider every run gets exactly `max_batch` rows (zero-padded, padded rows dropped), as
+    upstream does, so the provider never re-plans for a new shape (re-planning costs more there than the padded
+    crops). On the CPU provider a run gets only the real rows: a padded crop costs almost what a real one costs
+    and a new shape costs next to nothing (README "Performance").
     one_at_a_time: run each person alone (batch 1), for providers where batching does not pay.
+    spin / keep_fp16: as `runtime.create_session` (an fp16 graph runs as its fp32 conversion on the CPU).
     lens: the known camera lens, if any: it goes into an angular cliff_cond and decides the capture's camera
     (`camera`); without it the graph's own camera applies.
     """
@@ -188,15 +192,20 @@ class InstantHMR:
         one_at_a_time: bool = False,
         threads: int = 0,
         lens: Lens | None = None,
+        spin: bool = True,
+        keep_fp16: bool = False,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.model_path = Path(model_path)
-        self.session, self.provider = create_session(model_path, device=device, threads=threads, log=log)
+        self.session, self.provider = create_session(
+            model_path, device=device, threads=threads, spin=spin, keep_fp16=keep_fp16, log=log
+        )
         self.graph: HMRGraph = read_graph(self.session, self.model_path.name)
         self.lens = (lens or Lens()).check()
         if log is not None:
             log(f"`{self.model_path.name}`: {self.graph.summary()}; camera lens: {self.lens.describe()}")
         self.batch_size = self.graph.fixed_batch or (1 if one_at_a_time else max(1, int(max_batch)))
+        self.pad = bool(self.graph.fixed_batch) or self.provider != "CPUExecutionProvider"
         self._cameras: dict[tuple[int, int], CaptureCamera] = {}
 
     def camera(self, image_size: tuple[int, int]) -> CaptureCamera:
@@ -206,9 +215,9 @@ class InstantHMR:
             self._cameras[key] = capture_camera(self.graph, key, self.lens.focal_pixels(key))
         return self._cameras[key]
 
-    def _crop_batch_shape(self) -> tuple[int, ...]:
+    def _crop_batch_shape(self, rows: int) -> tuple[int, ...]:
         size = self.graph.crop_size
-        return (self.batch_size, size, size, 3) if self.graph.channels_last else (self.batch_size, 3, size, size)
+        return (rows, size, size, 3) if self.graph.channels_last else (rows, 3, size, size)
 
     def predict(self, frame_rgb: np.ndarray, boxes: np.ndarray) -> PersonPoses:
         """frame_rgb: RGB uint8 (H, W, 3); boxes: (N, 4) xyxy pixels, RAW. Returns N people's poses."""
@@ -229,8 +238,9 @@ class InstantHMR:
         collected: list[list[np.ndarray]] = [[] for _ in OUTPUT_NAMES]
         for start in range(0, len(boxes), self.batch_size):
             rows = min(self.batch_size, len(boxes) - start)
-            image_batch = np.zeros(self._crop_batch_shape(), images.dtype)
-            cliff_batch = np.zeros((self.batch_size, 3), cliff.dtype)
+            planned = self.batch_size if self.pad else rows  # padded only where padding pays (see the class)
+            image_batch = np.zeros(self._crop_batch_shape(planned), images.dtype)
+            cliff_batch = np.zeros((planned, 3), cliff.dtype)
             image_batch[:rows] = images[start : start + rows]
             cliff_batch[:rows] = cliff[start : start + rows]
             outputs = self.session.run(

@@ -3,10 +3,17 @@
 Decoding and detection run in two background threads feeding bounded queues; InstantHMR and tracking run
 on the calling thread, so the models set the pace and memory stays bounded. Every decision depends only on
 the frames, never on timing, so the same input always gives the same take.
+
+Scheduling on the CPU (measured with real-cost models, `tools/bench_pipeline.py`, README "Performance"): when
+both models run on the CPU they take turns (one lock around every model call), each with the whole thread
+budget, and their idle threads sleep instead of spinning. Two sessions running at once, each with its own
+thread pool, fought over the cores: the detector took 3x as long in the pipeline as alone. The detector runs
+one frame per call on the CPU (two frames cost twice one); on a GPU it batches two.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -22,7 +29,7 @@ from .frames import FrameSourceError, open_source
 from .hmr import InstantHMR
 from .lens import DEFAULT_SENSOR_WIDTH_MM, Lens, LensError
 from .provenance import model_provenance
-from .runtime import ModelError
+from .runtime import DEVICE_PROVIDERS, ModelError
 from .sam3d import BACKENDS, Sam3DBody, Sam3DError, Sam3DSettings
 from .take import Take, TakeBuilder, TakeError
 from .tracking import PersonTracker, TrackerSettings, box_iou, keypoint_confidence
@@ -31,6 +38,7 @@ from .tracking import PersonTracker, TrackerSettings, box_iou, keypoint_confiden
 _POLL_SECONDS = 0.02
 #: Errors whose message already tells the user what to do: passed through unchanged.
 _USER_ERRORS = (FrameSourceError, ModelError, TakeError, LensError, Sam3DError)
+CPU_PROVIDER = DEVICE_PROVIDERS["cpu"]
 
 
 class CaptureCancelled(Exception):
@@ -56,14 +64,15 @@ class CaptureSettings:
     detector_resolution: int | None = None  # None: the model's own
     det_confidence: float = 0.5
     detector_stride: int = 1  # run the detector on every Nth processed frame; boxes follow keypoints between
-    detector_batch: int = 2  # frames per detector run
+    detector_batch: int = 0  # frames per detector run; 0: 1 on the CPU (batching gains nothing there), 2 on a GPU
     hmr_model: str = ""  # InstantHMR .onnx file
     max_persons: int = 2
     min_track_length: int = 5  # shorter tracks (in frames) are dropped from the take
     lost_track_frames: int = 15
     batch_persons: bool = True  # all people of a frame in one padded InstantHMR batch; False: one at a time
     device: str = "auto"
-    threads: int = 0  # intra-op threads per model; 0 lets onnxruntime decide
+    threads: int = 0  # intra-op threads per model; 0 lets onnxruntime decide (one per physical core)
+    serialise_models: bool | None = None  # one model call at a time; None: when both models run on the CPU
     queue_frames: int = 8  # decoded frames buffered ahead of the models
     # A known camera lens (hmr_graph.capture_camera says what it changes per graph kind); None: the model's own.
     focal_px: float | None = None
@@ -81,7 +90,7 @@ class CaptureSettings:
         rules = [
             ("step", self.step >= 1, "1 or more"),
             ("detector_stride", self.detector_stride >= 1, "1 or more"),
-            ("detector_batch", self.detector_batch >= 1, "1 or more"),
+            ("detector_batch", self.detector_batch >= 0, "0 (automatic) or more"),
             ("max_persons", self.max_persons >= 1, "1 or more"),
             ("min_track_length", self.min_track_length >= 1, "1 or more"),
             ("lost_track_frames", self.lost_track_frames >= 0, "0 or more"),
@@ -208,8 +217,10 @@ class _Workers:
         self.source = source
         self.settings = settings
         self.detector = detector
+        self.detector_batch = settings.detector_batch or int(getattr(detector, "batch_size", 1))
         self.stop = threading.Event()
         # Forced detections run on the caller's thread while the detection thread may be busy: one at a time.
+        # When the models take turns on the CPU, InstantHMR calls take this lock too.
         self.detector_lock = threading.Lock()
         self.decoded: queue.Queue = queue.Queue(maxsize=settings.queue_frames)
         self.ready: queue.Queue = queue.Queue(maxsize=settings.queue_frames)
@@ -282,7 +293,7 @@ class _Workers:
         # Frames wait here until the detector has run on every frame of theirs that needs it. A batch is
         # cut by frame count alone (never by timing), so batches, and so results, are reproducible.
         pending: list[Frame] = []
-        max_pending = max(s.detector_batch * s.detector_stride, s.queue_frames)
+        max_pending = max(self.detector_batch * s.detector_stride, s.queue_frames)
         current = None
         try:
             while True:
@@ -293,7 +304,7 @@ class _Workers:
                 if item is not _END:
                     pending.append(item)
                 needing = [f for f in pending if f.column % s.detector_stride == 0]
-                if item is _END or len(needing) >= s.detector_batch or len(pending) >= max_pending:
+                if item is _END or len(needing) >= self.detector_batch or len(pending) >= max_pending:
                     if needing:
                         current = needing[0].index
                         began = time.perf_counter()
@@ -393,6 +404,10 @@ def run_capture(
         record = _Recorder(builder)
         hmr_clock = _StageClock()
         workers = _Workers(source, settings, detector)
+        serial = settings.serialise_models
+        if serial is None:
+            serial = runs_on_cpu(detector) and runs_on_cpu(hmr)
+        hmr_gate = workers.detector_lock if serial else contextlib.nullcontext()
         started = time.perf_counter()
         frames_done = 0
         workers.start()
@@ -422,9 +437,10 @@ def run_capture(
                     except Exception as error:
                         _raise_failure(_Failure("person detection", frame.index, error), info.path)
                     workers.detect_clock.add(time.perf_counter() - detect_began, 1)
+                with hmr_gate:
                     began = time.perf_counter()
-                process_frame(frame, found, tracker, hmr, record, candidate_limit, image_size)
-                hmr_clock.add(time.perf_counter() - began, 1)
+                    process_frame(frame, found, tracker, hmr, record, candidate_limit, image_size)
+                    hmr_clock.add(time.perf_counter() - began, 1)
 
                 frames_done += 1
                 if progress is not None:
@@ -464,6 +480,14 @@ def run_capture(
             )
         )
     return take
+
+
+def runs_on_cpu(model) -> bool:
+    """Whether a loaded model (OnnxRFDETR, InstantHMR: `provider`; TorchRFDETR: `device`) computes on the CPU."""
+    provider = getattr(model, "provider", None)
+    if provider is not None:
+        return provider == CPU_PROVIDER
+    return str(getattr(model, "device", "cpu")).startswith("cpu")
 
 
 def process_frame(
@@ -541,7 +565,8 @@ def build_models(
             confidence=settings.det_confidence,
             device=settings.device,
             threads=settings.threads,
-            max_batch=settings.detector_batch,
+            max_batch=settings.detector_batch or 1,
+            spin=False,
             log=log,
         )
     if settings.backend == "sam3d":
@@ -555,9 +580,13 @@ def build_models(
         max_batch=settings.max_persons + 1,
         one_at_a_time=not settings.batch_persons,
         threads=settings.threads,
+        spin=False,  # the two sessions take turns on the CPU: idle threads must not spin on the other's cores
         lens=settings.lens,
         log=log,
     )
+    if not settings.detector_batch and not getattr(detector, "fixed_batch", None):
+        # two frames per call pay on a GPU; on the CPU they cost twice one frame (measured)
+        detector.batch_size = 1 if runs_on_cpu(detector) else 2
     return detector, hmr
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from .precision import fp32_model_for_cpu
+
 _LOG = logging.getLogger("instanthmr")
 
 #: The user-facing device names and the execution provider each one asks for.
@@ -63,6 +65,8 @@ def create_session(
     *,
     device: str = "auto",
     threads: int = 0,
+    spin: bool = True,
+    keep_fp16: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> tuple[ort.InferenceSession, str]:
     """Open an ONNX model on the best available provider for `device`.
@@ -70,6 +74,10 @@ def create_session(
     device: "auto" | "cpu" | "cuda" | "coreml" | "directml". A provider this onnxruntime lacks, or one that
     fails to initialise, falls back to the CPU with one log line saying what was chosen and why.
     threads: intra-op threads for the CPU provider; 0 lets onnxruntime decide.
+    spin: let idle intra-op threads busy-wait for the next run (onnxruntime's default). Turn it off where two
+    sessions take turns on the same cores: a session's spinning threads would steal them from the other's run.
+    keep_fp16: run an fp16 graph as it is on the CPU provider. By default its fp32 conversion runs there
+    instead (`precision.fp32_model_for_cpu`: the CPU has no fast fp16 arithmetic).
     Returns (session, provider actually in use, e.g. "CPUExecutionProvider").
     Raises ModelError for a missing, unreadable or non-ONNX file.
     """
@@ -84,9 +92,17 @@ def create_session(
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(0, int(threads))
     options.log_severity_level = 3  # errors only: onnxruntime's warnings are noise for users
-    providers = [provider] if provider == DEVICE_PROVIDERS["cpu"] else [provider, DEVICE_PROVIDERS["cpu"]]
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    on_cpu = provider == DEVICE_PROVIDERS["cpu"]
+    providers = [provider] if on_cpu else [provider, DEVICE_PROVIDERS["cpu"]]
+    source: Path | bytes = path
+    if on_cpu and not keep_fp16:
+        source = fp32_model_for_cpu(path, log)
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = ort.InferenceSession(
+            source if isinstance(source, bytes) else str(source), sess_options=options, providers=providers
+        )
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         raise ModelError(
             f"`{path.name}` could not be loaded as an ONNX model ({type(exc).__name__}: "

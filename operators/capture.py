@@ -154,6 +154,14 @@ def model_settings(context, source: str) -> CaptureSettings:
     scene_settings = context.scene.instanthmr
     prefs = get_preferences(context)
     hmr = model_path(prefs, "instanthmr")
+    if prefs.hmr_precision == "INT8" and hmr.is_file():
+        from ..instanthmr_blender.quantized import choose_hmr_model
+        from ..instanthmr_blender.runtime import ModelError
+
+        try:
+            hmr = choose_hmr_model(hmr, use_int8=True)
+        except ModelError as error:
+            raise CaptureInputError(str(error)) from error
     detector = detector_model_path(prefs, scene_settings.detector_variant)
     sam3d = prefs.pose_backend == "sam3d"
     if sam3d and sam3d_problem(prefs):

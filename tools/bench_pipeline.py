@@ -5,6 +5,15 @@ Prints Markdown tables for the README. By default both networks are the contract
 `tests/contract_models.py` (constant outputs, almost no compute), so the figures measure video decoding,
 pre-processing, tracking and threading overhead, NOT the real networks. Give real model files with
     .venv/bin/python tools/bench_pipeline.py --model instanthmr.onnx --detector-model rfdetr-nano.onnx
+or the real-cost random-weight models of `tools/build_bench_models.py` (their detector finds nobody, so
+`--scripted-people` keeps its full cost but reports the clip's people at fixed places):
+    .venv/bin/python tools/bench_pipeline.py --clip one_person_lab two_people_walking --scripted-people \
+        --model bench-models/instanthmr-nano-random.onnx --detector-model bench-models/rfdetr-nano-random.onnx
+
+In the same run it measures each model alone (whole `detect` / `predict` calls, pre-processing included, ms per
+call per batch size) and prints, per clip and stride, the pipeline's fps against the bound: the fps if only the
+needed work ran, one call after another (the detector once per detector frame at batch 1, InstantHMR once per
+frame with the people present, at the cheaper of one batched call or one call per person).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from instanthmr_blender.detector import (  # noqa: E402
     NUM_CLASSES,
     NUM_QUERIES,
     RFDETR_RESOLUTIONS,
+    Detections,
     OnnxRFDETR,
     decode_rfdetr,
     imagenet_chw,
@@ -65,6 +75,10 @@ STAND_IN_PEOPLE = (
 )
 #: Each micro-benchmark repeats its call for at least this long and reports the median call.
 MICRO_SECONDS = 0.25
+#: People in each fixture clip, for --scripted-people.
+CLIP_PEOPLE = {"one_person_lab.mp4": 1, "two_people_walking.mp4": 2, "pedestrians.avi": 3}
+#: Model calls timed alone for the bound: at least this many repeats (median), after one warm-up call.
+ALONE_REPEATS = 5
 
 
 class BenchError(RuntimeError):
@@ -117,7 +131,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=0, help="intra-op threads per model, 0 = onnxruntime's choice"
     )
     parser.add_argument("--max-persons", type=int, default=2, help="people tracked per clip (default: 2)")
-    parser.add_argument("--detector-batch", type=int, default=2, help="frames per detector run (default: 2)")
+    parser.add_argument(
+        "--detector-batch", type=int, default=0,
+        help="frames per detector run (default: 0, the pipeline's choice: 1 on the CPU, 2 on a GPU)",
+    )
     parser.add_argument("--model", type=Path, help="a real InstantHMR .onnx file instead of the stand-in")
     parser.add_argument(
         "--detector-model", type=Path, help="a real RF-DETR .onnx file instead of the stand-in"
@@ -136,6 +153,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="runs per clip and stride; the fastest is reported, to shed other processes' noise (default: 2)",
     )
     parser.add_argument("--no-micro", action="store_true", help="skip the pre-processing micro-benchmarks")
+    parser.add_argument(
+        "--scripted-people",
+        action="store_true",
+        help="the detector network runs in full on every detector frame, but its boxes are replaced by the "
+        "clip's people at fixed places (1 in one_person_lab, 2 in two_people_walking, 3 in pedestrians): for "
+        "random-weight detectors, which find nobody",
+    )
+    parser.add_argument(
+        "--serialise",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="one model call at a time (on), both at once (off), or the pipeline's own choice (auto: one at a "
+        "time when both run on the CPU)",
+    )
+    parser.add_argument(
+        "--fp16-model",
+        type=Path,
+        help="an fp16 InstantHMR file: time it alone as it is and as the fp32 conversion the CPU runs",
+    )
     args = parser.parse_args(argv)
     if any(s < 1 for s in args.stride) or args.step < 1:
         parser.error("--stride and --step must be 1 or more")
@@ -143,6 +179,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--frames must be 0 (all) or more")
     if args.repeat < 1:
         parser.error("--repeat must be 1 or more")
+    if args.detector_batch < 0:
+        parser.error("--detector-batch must be 0 (automatic) or more")
     return args
 
 
@@ -232,6 +270,7 @@ class RunResult:
     people_per_frame: float
     providers: tuple[str, str]  # (detector, InstantHMR)
     detector_resolution: int
+    work: WorkLog | None = None  # the model calls the run made
 
     @property
     def fps(self) -> float:
@@ -240,10 +279,66 @@ class RunResult:
 
 def warm_up(detector: OnnxRFDETR, hmr: InstantHMR, frame: np.ndarray, batch: int, persons: int) -> None:
     """One run of each model at the shapes the capture uses, so first-run set-up is not timed."""
-    detector.detect([frame] * batch)
+    detector.detect([frame] * max(batch, 1))
     height, width = frame.shape[:2]
     boxes = np.array([[0.4 * width, 0.3 * height, 0.6 * width, 0.8 * height]] * persons, np.float32)
-    hmr.predict(frame, boxes)
+    for count in range(1, persons + 1):
+        hmr.predict(frame, boxes[:count])
+
+
+class ScriptedPeopleDetector:
+    """Runs the real detector network on every call (its full cost), then reports `people` fixed boxes per
+    frame instead of what it found: a random-weight detector finds nobody, so nothing downstream would run."""
+
+    def __init__(self, inner: OnnxRFDETR, people: int) -> None:
+        self.inner = inner
+        self.people = people
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)  # provider, batch_size, resolution, confidence ...
+
+    def detect(self, frames_rgb):
+        self.inner.detect(frames_rgb)
+        found = []
+        for frame in frames_rgb:
+            boxes = stand_in_boxes(frame.shape[:2], self.people)
+            scores = np.linspace(0.9, 0.8, self.people).astype(np.float32)
+            found.append(Detections(boxes, scores))
+        return found
+
+
+@dataclass
+class WorkLog:
+    """What one capture asked of the models: frames per detector call, people per InstantHMR call."""
+
+    detector_frames: list[int]
+    hmr_people: list[int]
+
+
+class CountingModels:
+    """Pass-through wrappers that log every detect / predict call of a capture into a WorkLog."""
+
+    def __init__(self, detector, hmr) -> None:
+        self.log = WorkLog([], [])
+        log = self.log
+
+        class Detector:
+            def __getattr__(self, name):
+                return getattr(detector, name)
+
+            def detect(self, frames_rgb):
+                log.detector_frames.append(len(frames_rgb))
+                return detector.detect(frames_rgb)
+
+        class Hmr:
+            def __getattr__(self, name):
+                return getattr(hmr, name)
+
+            def predict(self, frame_rgb, boxes):
+                log.hmr_people.append(len(boxes))
+                return hmr.predict(frame_rgb, boxes)
+
+        self.detector, self.hmr = Detector(), Hmr()
 
 
 @dataclass
@@ -278,6 +373,7 @@ def capture_settings(
         max_persons=args.max_persons,
         device=args.device,
         threads=args.threads,
+        serialise_models={"auto": None, "on": True, "off": False}[args.serialise],
     )
 
 
@@ -310,8 +406,9 @@ def bench_clip(
     """One timed run_capture of `clip` with the detector on every `stride`-th frame."""
     settings = capture_settings(clip, stride, models, args)
     reports: list[Progress] = []
+    counting = CountingModels(loaded.detector, loaded.hmr)
     began = time.perf_counter()
-    take = run_capture(settings, detector=loaded.detector, hmr=loaded.hmr, progress=reports.append)
+    take = run_capture(settings, detector=counting.detector, hmr=counting.hmr, progress=reports.append)
     wall = time.perf_counter() - began
     if not reports:
         raise BenchError(f"`{clip.path}` gave no frames to process")
@@ -331,6 +428,7 @@ def bench_clip(
         people_per_frame=float(take.valid.sum()) / max(take.num_frames, 1),
         providers=(loaded.detector.provider, loaded.hmr.provider),
         detector_resolution=loaded.detector.resolution,
+        work=counting.log,
     )
 
 
@@ -414,6 +512,83 @@ def micro_rows(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Each model alone, and the bound it sets on the pipeline.
+
+
+@dataclass
+class AloneTimes:
+    """Median ms of one whole model call (pre-processing included) with nothing else running, by batch size:
+    detector frames per call, InstantHMR people per call."""
+
+    detector_ms: dict[int, float]
+    hmr_ms: dict[int, float]
+
+    def merge(self, other: AloneTimes) -> AloneTimes:
+        """The faster of two measurements of each call (the stricter bound)."""
+        return AloneTimes(
+            {b: min(t, other.detector_ms.get(b, t)) for b, t in self.detector_ms.items()},
+            {n: min(t, other.hmr_ms.get(n, t)) for n, t in self.hmr_ms.items()},
+        )
+
+    def hmr_best_ms(self, people: int) -> float:
+        """The cheaper of one batched call and one call per person, as measured."""
+        alone = people * self.hmr_ms[1]
+        return min(self.hmr_ms.get(people, alone), alone)
+
+
+def repeat_ms(call: Callable[[], object], repeats: int = ALONE_REPEATS) -> float:
+    call()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - began)
+    return 1000.0 * statistics.median(times)
+
+
+def time_alone(loaded: LoadedModels, frame: np.ndarray, max_people: int) -> AloneTimes:
+    """Each model's whole call alone on this thread, at detector batches 1 and 2 and 1..max_people people."""
+    detector = getattr(loaded.detector, "inner", loaded.detector)
+    detector_ms = {}
+    kept = detector.batch_size
+    for batch in (1, 2):
+        if detector.fixed_batch and batch != detector.fixed_batch:
+            continue
+        detector.batch_size = batch
+        try:
+            detector_ms[batch] = repeat_ms(lambda batch=batch: loaded.detector.detect([frame] * batch))
+        finally:
+            detector.batch_size = kept
+    hmr_ms = {}
+    for people in range(1, max_people + 1):
+        boxes = stand_in_boxes(frame.shape[:2], people)
+        hmr_ms[people] = repeat_ms(lambda boxes=boxes: loaded.hmr.predict(frame, boxes))
+    return AloneTimes(detector_ms, hmr_ms)
+
+
+def bound_seconds(work: WorkLog, alone: AloneTimes) -> float:
+    """Seconds the needed work takes one call after another: the detector at batch 1 on every frame it ran on,
+    InstantHMR on every frame with people, at its cheaper measured way."""
+    detector = sum(work.detector_frames) * alone.detector_ms[1] / 1000.0
+    hmr = sum(alone.hmr_best_ms(people) for people in work.hmr_people if people) / 1000.0
+    return detector + hmr
+
+
+def fp16_rows(path: Path, frame: np.ndarray, args: argparse.Namespace) -> list[tuple[str, dict[int, float]]]:
+    """InstantHMR alone from an fp16 file: as it is, and as the fp32 conversion the CPU provider gets."""
+    rows = []
+    for label, keep in (("fp16 file as it is", True), ("fp16 file converted to fp32 (the CPU default)", False)):
+        hmr = InstantHMR(path, device=args.device, threads=args.threads, spin=False, keep_fp16=keep,
+                         log=lambda message: print(f"  [model] {message}", file=sys.stderr))
+        times = {}
+        for people in (1, 2):
+            boxes = stand_in_boxes(frame.shape[:2], people)
+            times[people] = repeat_ms(lambda boxes=boxes, hmr=hmr: hmr.predict(frame, boxes))
+        rows.append((f"{label} ({hmr.provider})", times))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Output.
 
 
@@ -467,6 +642,32 @@ def micro_table(names: list[str], sizes: list[str], rows: list[tuple[str, list[f
     return "\n".join(lines)
 
 
+def alone_table(alone: dict[str, AloneTimes]) -> str:
+    lines = ["| clip | detector, 1 frame | detector, 2 frames | InstantHMR, 1 person | 2 people | 3 people |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, times in alone.items():
+        cells = [times.detector_ms.get(1), times.detector_ms.get(2), *(times.hmr_ms.get(n) for n in (1, 2, 3))]
+        lines.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:.1f}" for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def bound_table(results: list[RunResult], alone: dict[str, AloneTimes]) -> str:
+    lines = [
+        "| clip | det. stride | frames | detector frames | InstantHMR crops | pipeline fps | bound fps | ratio "
+        "| detector ms in pipeline / alone |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        times = alone[r.clip]
+        bound = bound_seconds(r.work, times)
+        lines.append(
+            f"| {r.clip} | {r.stride} | {r.frames} | {sum(r.work.detector_frames)} | {sum(r.work.hmr_people)} "
+            f"| {r.fps:.2f} | {r.frames / bound:.2f} | {bound / r.wall_seconds:.2f} "
+            f"| {r.detector_ms:.0f} / {times.detector_ms[1]:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def describe_models(args: argparse.Namespace, resolution: int) -> str:
     if args.model is None and args.detector_model is None:
         return (
@@ -489,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         first_frames: dict[str, np.ndarray] = {}
         loaded_by_files: dict[tuple[Path, Path], LoadedModels] = {}
         loaded_by_clip: dict[str, LoadedModels] = {}
+        alone: dict[str, AloneTimes] = {}
         with tempfile.TemporaryDirectory(prefix="instanthmr-bench-") as folder:
             models = ModelFiles(args, Path(folder))
             for clip in clips:
@@ -499,6 +701,13 @@ def main(argv: list[str] | None = None) -> int:
                 if key not in loaded_by_files:
                     loaded_by_files[key] = load_models(clip, choice, args)
                 loaded_by_clip[name] = loaded_by_files[key]
+                if args.scripted_people:  # the models are shared between clips, the scripted people are not
+                    shared = loaded_by_clip[name]
+                    people = CLIP_PEOPLE.get(name, args.stand_in_people)
+                    detector = ScriptedPeopleDetector(shared.detector, people)
+                    loaded_by_clip[name] = LoadedModels(detector, shared.hmr, shared.load_seconds)
+                print(f"  {name}: each model alone ...", file=sys.stderr, flush=True)
+                alone[name] = time_alone(loaded_by_clip[name], clip.frame, args.max_persons + 1)
                 for stride in args.stride:
                     print(f"  running {name}, detector stride {stride} ...", file=sys.stderr, flush=True)
                     runs = [
@@ -506,6 +715,11 @@ def main(argv: list[str] | None = None) -> int:
                         for _ in range(args.repeat)
                     ]
                     results.append(min(runs, key=lambda run: run.wall_seconds))
+                # again after the runs: the faster of the two is kept (the stricter bound)
+                alone[name] = alone[name].merge(time_alone(loaded_by_clip[name], clip.frame, args.max_persons + 1))
+            if args.fp16_model is not None:
+                print("  fp16 model alone ...", file=sys.stderr, flush=True)
+                precision = fp16_rows(args.fp16_model, clips[0].frame, args)
             if not args.no_micro:
                 print("  micro-benchmarks ...", file=sys.stderr, flush=True)
                 micro = micro_rows(first_frames, loaded_by_clip, results[0].detector_resolution, args)
@@ -520,14 +734,34 @@ def main(argv: list[str] | None = None) -> int:
     print(describe_models(args, resolution) + "\n")
     print(
         f"Settings: {frames_note}, frame step {args.step}, max persons {args.max_persons}, detector batch "
-        f"{args.detector_batch}; fastest of {args.repeat} run(s). Wall time is `run_capture` alone (models "
+        f"{args.detector_batch or 'auto'}, models one at a time: {args.serialise}"
+        f"{', scripted people' if args.scripted_people else ''}; fastest of {args.repeat} run(s). "
+        "Wall time is `run_capture` alone (models "
         "loaded and warmed up before). "
         "Stage columns are the pipeline's own Progress figures: mean ms per frame through that stage; "
         "decoding and detection run in their own threads, so stages overlap and need not add up to "
         "1000 / fps. Detector ms is per frame the detector ran on.\n"
     )
-    print(machine_table(args, providers, load_average) + "\n")
+    print(machine_table(args, providers, load_average))
+    print(f"\nLoad average at the end (1 / 5 min): {describe_load()}\n")
     print(results_table(results) + "\n")
+    print("## Pipeline against the bound\n")
+    print(
+        "Each model alone: median ms of one whole call (pre-processing included) on this thread with nothing "
+        "else running, measured before and after the clip's pipeline runs (the faster kept):\n"
+    )
+    print(alone_table(alone) + "\n")
+    print(
+        "Bound: the fps if only the needed work ran, one call after another: the detector at batch 1 on every "
+        "frame it ran on in the pipeline, InstantHMR on every frame with its people (the cheaper of one batched "
+        "call and one call per person). Ratio = pipeline fps / bound fps.\n"
+    )
+    print(bound_table(results, alone) + "\n")
+    if args.fp16_model is not None:
+        print(f"## InstantHMR precision on {precision[0][0].rsplit('(', 1)[1].rstrip(')')}\n")
+        lines = ["| model | 1 person ms | 2 people ms |", "|---|---:|---:|"]
+        lines += [f"| {label} | {t[1]:.1f} | {t[2]:.1f} |" for label, t in precision]
+        print("\n".join(lines) + "\n")
     if not args.no_micro:
         names = list(first_frames)
         sizes = [f"{f.shape[1]}x{f.shape[0]}" for f in first_frames.values()]

@@ -93,6 +93,13 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
     default_device: bpy.props.EnumProperty(
         name="Default device", items=_device_items,
         description="Where the models run unless a capture picks another device (only those available here)")
+    hmr_precision: bpy.props.EnumProperty(
+        name="InstantHMR precision",
+        items=(("AS_GIVEN", "As Given", "The InstantHMR file as it is (fp16 files run as fp32 on the CPU)"),
+               ("INT8", "INT8", "The INT8 version made by tools/quantize_hmr.py from your clip: faster on the "
+                "CPU, at the fidelity its report shows")),
+        default="AS_GIVEN",
+        description="Which version of InstantHMR captures use")
     threads: bpy.props.IntProperty(
         name="Threads", default=0, min=0, max=64,
         description="CPU threads per model (0: let ONNX Runtime decide); lower it to keep Blender snappy")
@@ -130,6 +137,7 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
                 column.label(text=f"{name}: {path}", icon="CHECKMARK")
             else:
                 column.label(text=f"{name}: missing ({path})", icon="ERROR")
+        draw_int8_choice(self, layout)
         row = layout.row()
         row.operator("instanthmr.check_models", icon="VIEWZOOM")
         if bpy.app.online_access:
@@ -152,6 +160,25 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
         if not mesh_available(self):
             box.label(text="No PyTorch in Blender's Python: point 'Python for the body mesh' at a Python with "
                       "torch installed", icon="INFO")
+
+
+def draw_int8_choice(prefs, layout) -> None:
+    """Offer the INT8 InstantHMR only when it exists, with its measured fidelity shown; the user chooses."""
+    from ..instanthmr_blender.quantized import find_int8
+
+    found = find_int8(hmr_model_path(prefs))
+    box = layout.box()
+    if found is None:
+        box.label(text="No INT8 InstantHMR: tools/quantize_hmr.py makes one from your clip, fidelity measured",
+                  icon="INFO")
+        return
+    int8, report = found
+    box.label(text=f"{int8.name}: {report.speed_up:.2f}x faster than fp32 on the CPU "
+              f"({report.int8_ms:.0f} vs {report.fp32_ms:.0f} ms per person)", icon="CHECKMARK")
+    box.label(text=f"Off from fp32 by {report.mm_3d_mean:.1f} mm 3D (p95 {report.mm_3d_p95:.1f}, aligned "
+              f"{report.mm_3d_aligned_mean:.1f}), {report.px_2d_mean:.1f} px 2D; jitter {report.jitter_fp32_mm:.1f}"
+              f" -> {report.jitter_int8_mm:.1f} mm/frame^2 ({report.held_out_crops} crops of {report.clip})")
+    box.prop(prefs, "hmr_precision", expand=True)
 
 
 def draw_model_choice(prefs, layout) -> None:

@@ -2,6 +2,7 @@
 names a real property of its data and each `operator` a registered operator. Module-mode Blender draws no UI,
 so the draw functions run against a recording layout."""
 
+import importlib
 import sys
 
 import bpy
@@ -129,3 +130,37 @@ def test_preferences_draw(addon):
         assert any(text.startswith("Accuracy: ") for text in labels)
     finally:
         prefs.hmr_size, prefs.hmr_fit = "first_release", "0"
+    assert "hmr_precision" not in shown  # no INT8 model: nothing to choose
+    assert any(kind == "label" and "No INT8 InstantHMR" in text for kind, text in record)
+
+
+def test_preferences_offer_int8_only_with_its_fidelity(addon, tmp_path):
+    quantized = importlib.import_module(ADDON_MODULE + ".instanthmr_blender.quantized")
+    FidelityReport, int8_model_path, report_path = (
+        quantized.FidelityReport, quantized.int8_model_path, quantized.report_path)
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    model = tmp_path / "instanthmr.onnx"
+    model.write_bytes(b"fp32")
+    int8_model_path(model).write_bytes(b"int8")
+    FidelityReport(model=model.name, model_sha256="0" * 64, int8_model="instanthmr.int8.onnx", clip="me.mp4",
+                   calibration_crops=30, held_out_crops=70, fp32_ms=90.0, int8_ms=45.0, provider="CPU",
+                   mm_3d_mean=7.5, mm_3d_p95=16.0, mm_3d_aligned_mean=5.0, mm_3d_aligned_p95=11.0, px_2d_mean=1.2,
+                   px_2d_p95=2.5, jitter_fp32_mm=3.0, jitter_int8_mm=3.3).save(report_path(model))
+    kept = prefs.instanthmr_path
+    prefs.instanthmr_path = str(model)
+    try:
+        record = []
+        type(prefs).draw(_PrefsHolder(prefs, RecordingLayout(record)), bpy.context)
+    finally:
+        prefs.instanthmr_path = kept
+    assert ("prop", "hmr_precision") in record
+    labels = " ".join(text for kind, text in record if kind == "label")
+    assert "2.00x faster" in labels and "7.5 mm 3D" in labels and "3.0 -> 3.3" in labels and "me.mp4" in labels
+
+
+class _PrefsHolder:
+    def __init__(self, prefs, layout):
+        self._prefs, self.layout = prefs, layout
+
+    def __getattr__(self, name):
+        return getattr(self._prefs, name)

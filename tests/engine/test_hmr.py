@@ -170,10 +170,24 @@ class RecordingSession:
         return self.session.run(output_names, feeds)
 
 
-def test_people_are_padded_to_a_constant_batch(tmp_path, video_frame):
+def test_the_cpu_runs_only_real_rows(tmp_path, video_frame):
+    """No padding on the CPU provider: one person costs one crop."""
+    model = build_instanthmr_model(tmp_path / "hmr.onnx")
+    boxes = np.array([[700, 250, 900, 850], [1200, 300, 1350, 700], [100, 100, 300, 500]], np.float32)
+    hmr = InstantHMR(model, device="cpu", max_batch=3)
+    assert not hmr.pad
+    hmr.session = RecordingSession(hmr.session)
+    for count in (1, 3, 2):
+        assert len(hmr.predict(video_frame, boxes[:count])) == count
+    assert [b["image"].shape[0] for b in hmr.session.batches] == [1, 3, 2]
+    assert [b["cliff_cond"].shape[0] for b in hmr.session.batches] == [1, 3, 2]
+
+
+def test_people_are_padded_to_a_constant_batch_where_padding_pays(tmp_path, video_frame):
     model = build_instanthmr_model(tmp_path / "hmr.onnx")
     boxes = np.array([[700, 250, 900, 850], [1200, 300, 1350, 700], [100, 100, 300, 500]], np.float32)
     batched = InstantHMR(model, device="cpu", max_batch=2)
+    batched.pad = True  # as on a GPU provider
     batched.session = RecordingSession(batched.session)
     together = batched.predict(video_frame, boxes)
     assert [b["image"].shape for b in batched.session.batches] == [(2, 3, 224, 224)] * 2

@@ -64,7 +64,9 @@ class RecordingSession:
 
 
 def load(path, lens=None, **options):
-    hmr = InstantHMR(path, device="cpu", max_batch=2, lens=lens, **options)
+    # keep_fp16: these tests check the feeds a graph's own input dtypes get; by default the CPU would run an fp16
+    # graph as its fp32 conversion (tests/engine/test_precision.py), float32 inputs included
+    hmr = InstantHMR(path, device="cpu", max_batch=2, lens=lens, keep_fp16=True, **options)
     hmr.session = RecordingSession(hmr.session)
     return hmr
 

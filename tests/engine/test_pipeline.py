@@ -13,6 +13,7 @@ from instanthmr_blender.pipeline import (
     CaptureError,
     CaptureSettings,
     Progress,
+    build_models,
     capture,
     run_capture,
 )
@@ -206,6 +207,47 @@ def test_an_exception_while_decoding_reaches_the_caller(models, settings, monkey
     with pytest.raises(CaptureError, match=r"reading frames failed at source frame 5 of .*: OSError: corrupt packet"):
         run_capture(settings, detector=detector, hmr=hmr)
     assert our_threads() == []
+
+
+class TurnTaker:
+    """Wraps a model's call, counting how many wrapped calls run at the same moment (held a few ms each, so
+    calls that are allowed to overlap would)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.active = 0
+        self.most_at_once = 0
+
+    def wrap(self, call, sizes):
+        def wrapped(first, *rest):
+            with self.lock:
+                self.active += 1
+                self.most_at_once = max(self.most_at_once, self.active)
+            try:
+                threading.Event().wait(0.003)
+                sizes.append(len(first) if not rest else len(rest[0]))
+                return call(first, *rest)
+            finally:
+                with self.lock:
+                    self.active -= 1
+
+        return wrapped
+
+
+def test_on_the_cpu_the_models_take_turns_and_run_only_real_rows(settings):
+    """Both models on the CPU: never two model calls at once, one frame per detector call, no padded crops."""
+    settings.detector_stride = 2
+    detector, hmr = build_models(settings)
+    assert detector.batch_size == 1 and not hmr.pad
+    turns, detector_sizes, hmr_sizes = TurnTaker(), [], []
+    detector.detect = turns.wrap(detector.detect, detector_sizes)
+    hmr.predict = turns.wrap(hmr.predict, hmr_sizes)
+    take = run_capture(settings, detector=detector, hmr=hmr)
+    assert take.num_tracks == 2
+    assert turns.most_at_once == 1
+    assert detector_sizes == [1] * (FRAMES // 2)
+    # two people (and the stand-in's two boxes on detector frames): never padded to max_persons + 1
+    assert set(hmr_sizes) == {2} and len(hmr_sizes) == FRAMES
 
 
 # --- Short clips, damaged videos, where the take says it came from ----------------------------------------------

@@ -5,49 +5,18 @@ tests set the classification head's biases to steer which classes win, then chec
 shapes, person filtering, threshold, full-frame pixels) and that the ONNX export behaves like the torch model.
 """
 
-import importlib.util
-import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from tests.torch_compat import work_around_mismatched_torchvision
+
 # Input size for the tests: a multiple of 32 below nano's 384, to keep predict and export fast on two cores.
 RESOLUTION = 192
 PERSON, CAR = 1, 3  # columns of RF-DETR's sparse 91-class COCO head
-_SCHEMA_LIBRARIES = []
-
-
-def _work_around_mismatched_torchvision() -> None:
-    """TEST-ENVIRONMENT WORKAROUND, never product code.
-
-    The test venv pairs a local CPU torch wheel with PyPI's torchvision wheel, whose compiled ops are built for
-    a CUDA torch and fail to load; `import torchvision` then stops with "operator torchvision::nms does not
-    exist" while registering fake kernels for `nms` and `qnms`. Declaring those two schemas first lets the import
-    finish; RF-DETR never calls either op (DETR needs no NMS). Users install matching builds and never get here:
-    where torchvision's own ops load, this does nothing.
-    """
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or spec.origin is None or "torchvision" in sys.modules:
-        return
-    import torch
-
-    compiled = sorted(Path(spec.origin).parent.glob("_C.*"))
-    if compiled:
-        try:
-            torch.ops.load_library(str(compiled[0]))
-            return  # matching builds: torchvision registers its ops itself
-        except (OSError, RuntimeError):
-            pass
-    library = torch.library.Library("torchvision", "DEF")
-    for op in ("nms", "qnms"):
-        library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _SCHEMA_LIBRARIES.append(library)  # the schemas live as long as this object
-
-
-_work_around_mismatched_torchvision()
+work_around_mismatched_torchvision()
 rfdetr = pytest.importorskip(
     "rfdetr", reason='the optional `rfdetr` package is not installed (pip install "rfdetr[onnx]==1.11.2")'
 )
