@@ -195,8 +195,11 @@ def test_cut_off_video_warns_and_its_take_finds_the_clip_from_anywhere(addon, mo
 def run_and_act(script: Path, args: list[str], marker: str, action, user_dir: Path):
     """Run capture.py, call `action(process)` once a stdout line contains `marker`; returns (status, out, err)."""
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(user_dir))
+    # A suite started in the background by a shell without job control inherits SIGINT ignored, and so would
+    # capture.py: give it the default disposition, as a terminal would, so Ctrl-C reaches it.
     process = subprocess.Popen([sys.executable, str(script), *args], env=env, cwd=REPO_ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in process.stdout:
         seen.append(line)
