@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .fidelity import rigid_align
+
 INT8_SUFFIX = ".int8.onnx"
 REPORT_SUFFIX = ".int8.json"
 REPORT_VERSION = 1
@@ -34,16 +36,6 @@ def report_path(model_path: str | os.PathLike) -> Path:
 
 # ------------------------------------------------------------------------------------------------------------
 # Fidelity measures. Keypoints: (..., K, 3) metres or (..., K, 2) pixels; absent people are NaN rows.
-
-
-def rigid_align(moving: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(K, 3) `moving` rotated and translated (no scale) onto (K, 3) `target` by least squares (Kabsch)."""
-    moving_centre, target_centre = moving.mean(axis=0), target.mean(axis=0)
-    a, b = moving - moving_centre, target - target_centre
-    u, _, vt = np.linalg.svd(a.T @ b)
-    flip = np.sign(np.linalg.det(u @ vt)) or 1.0  # a proper rotation, never a mirror
-    rotation = u @ np.diag([1.0, 1.0, flip]) @ vt
-    return a @ rotation + target_centre
 
 
 def point_deviation(test: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from instanthmr_blender.fidelity import rigid_align
 from instanthmr_blender.hmr import InstantHMR
 from instanthmr_blender.quantized import (
     FidelityReport,
@@ -16,7 +17,6 @@ from instanthmr_blender.quantized import (
     jitter,
     point_deviation,
     report_path,
-    rigid_align,
     summary_stats,
 )
 from instanthmr_blender.runtime import ModelError
