@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -507,10 +508,34 @@ def _blender_output_held(rename: tuple[str, str] | None = None):
 
 
 def _was_interrupted(error: BaseException) -> bool:
-    # Ctrl-C inside a Python operator (an exporter) reaches us as the operator's RuntimeError.
-    if isinstance(error, KeyboardInterrupt):
+    # Ctrl-C inside a Python operator (an exporter) reaches us as the operator's RuntimeError; inside Blender's
+    # own argument parsing (seen on 5.2) as an unrelated-looking error: the SIGINT flag decides then.
+    if isinstance(error, KeyboardInterrupt) or _sigint_received.is_set():
         return True
     return isinstance(error, RuntimeError) and "KeyboardInterrupt" in str(error)
+
+
+_sigint_received = threading.Event()
+
+
+def _on_sigint(signum, frame):
+    _sigint_received.set()
+    raise KeyboardInterrupt
+
+
+def _watch_sigint():
+    """Note every Ctrl-C (and raise KeyboardInterrupt as Python does) while the command runs; returns the handler
+    to restore. A SIGINT that is ignored (a background job) stays ignored."""
+    _sigint_received.clear()
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
+    return previous
+
+
+def _unwatch_sigint(previous) -> None:
+    if signal.getsignal(signal.SIGINT) is _on_sigint:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _save_blend(out: Path) -> None:
@@ -702,6 +727,7 @@ def _build_and_write(args, take, name: str, clip: str | None, out: Path, exports
 
 def main(argv: list[str]) -> int:
     parser = build_parser()
+    previous_sigint = _watch_sigint()
     try:
         args = parser.parse_args(argv)
         return run(args)
@@ -719,6 +745,8 @@ def main(argv: list[str]) -> int:
     except (OutputError, CaptureError, SolveError, ValueError, OSError, Sam3DWorkerError) as exc:
         _error(str(exc))
         return 1
+    finally:
+        _unwatch_sigint(previous_sigint)
 
 
 def _interrupted(message: str) -> None:
