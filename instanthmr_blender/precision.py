@@ -13,12 +13,13 @@ copied as it is. Field numbers are those of `onnx.proto` (ONNX IR 3-10).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from .model_files import sha256_of
 
 FLOAT, FLOAT16 = 1, 10  # TensorProto.DataType values
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
@@ -220,15 +221,6 @@ def convert_fp16_to_fp32(model_bytes: bytes) -> bytes | None:
 # The cache beside the model.
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached_fp32_path(path: Path, digest: str) -> Path:
     """Where the fp32 conversion of the model at `path` with SHA-256 `digest` is cached."""
     return path.with_name(f"{path.stem}{CACHE_TAG}{digest[:16]}.onnx")
@@ -241,7 +233,7 @@ def fp32_model_for_cpu(path: str | os.PathLike, log: Callable[[str], None]) -> P
     path = Path(path)
     if CACHE_TAG in path.name:
         return path  # already a conversion
-    digest = file_digest(path)
+    digest = sha256_of(path)
     cached = cached_fp32_path(path, digest)
     if cached.is_file():
         log(f"`{path.name}` has fp16 weights: using its fp32 conversion `{cached.name}` (faster on the CPU)")

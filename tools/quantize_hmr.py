@@ -31,8 +31,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from instanthmr_blender.frames import FrameSourceError, open_source  # noqa: E402
 from instanthmr_blender.hmr import InstantHMR, cliff_condition, crop_person, normalise_crops  # noqa: E402
+from instanthmr_blender.model_files import sha256_of  # noqa: E402
 from instanthmr_blender.pipeline import CaptureError, CaptureSettings, capture  # noqa: E402
-from instanthmr_blender.precision import file_digest, fp32_model_for_cpu  # noqa: E402
+from instanthmr_blender.precision import fp32_model_for_cpu  # noqa: E402
 from instanthmr_blender.quantized import (  # noqa: E402
     FidelityReport,
     aligned_deviation,
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     int8 = InstantHMR(out, device="cpu", max_batch=1, threads=args.threads, log=log)
     result = evaluate(fp32, int8, held_out, frames)
     report = FidelityReport(
-        model=args.model.name, model_sha256=file_digest(args.model), int8_model=out.name, clip=args.clip.name,
+        model=args.model.name, model_sha256=sha256_of(args.model), int8_model=out.name, clip=args.clip.name,
         calibration_crops=len(calibration), held_out_crops=len(held_out), fp32_ms=result["speed"]["fp32"],
         int8_ms=result["speed"]["int8"], provider=int8.provider,
         mm_3d_mean=result["raw"][0], mm_3d_p95=result["raw"][1],

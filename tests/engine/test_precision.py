@@ -8,12 +8,12 @@ from onnx import helper, numpy_helper
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from instanthmr_blender.hmr import InstantHMR
+from instanthmr_blender.model_files import sha256_of
 from instanthmr_blender.precision import (
     CACHE_TAG,
     ConversionUnsupported,
     cached_fp32_path,
     convert_fp16_to_fp32,
-    file_digest,
     fp32_model_for_cpu,
 )
 from tests.contract_models import build_instanthmr_model
@@ -102,7 +102,7 @@ def test_fp16_model_runs_as_fp32_on_the_cpu_within_fp16_precision(models, tmp_pa
     boxes = people(frame.shape)
     logged = []
     converted = InstantHMR(model, device="cpu", log=logged.append)
-    cache = cached_fp32_path(model, file_digest(model))
+    cache = cached_fp32_path(model, sha256_of(model))
     assert cache.is_file() and CACHE_TAG in cache.name
     assert any("converted once to fp32" in line for line in logged)
     as_fp16 = InstantHMR(model, device="cpu", keep_fp16=True).predict(frame, boxes)
@@ -123,7 +123,7 @@ def test_fp16_model_runs_as_fp32_on_the_cpu_within_fp16_precision(models, tmp_pa
 
     # another model file under the same name (another hash) gets its own conversion
     model.write_bytes(fresh_copy(fp32, tmp_path / "other").read_bytes())
-    assert cached_fp32_path(model, file_digest(model)) != cache
+    assert cached_fp32_path(model, sha256_of(model)) != cache
 
 
 def test_a_read_only_model_folder_converts_in_memory(models, tmp_path, monkeypatch):
