@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "= instanthmr.onnx); see the README for each one's accuracy and licence")
     models.add_argument("--model-fit", type=int, choices=(0, 1, 2), default=None,
                         help="its fit level: 0 none, 1 or 2 crops per person (v1.1; default: the preference)")
+    models.add_argument("--precision", choices=("as-given", "int8"), default=None,
+                        help="InstantHMR as given, or its INT8 version made by tools/quantize_hmr.py from your clip "
+                        "(its measured fidelity is printed; default: the add-on preference)")
     models.add_argument("--download-models", action="store_true",
                         help="download the model files these settings need into the model folder when missing "
                         "(your consent to go online), SHA-256 verified")
@@ -333,6 +336,13 @@ def _capture_settings(args, clip: str, prefs) -> CaptureSettings:
         listed = "; ".join(f"{name} expected at {path}" for name, path in missing)
         raise UsageError(f"model files missing: {listed}. Pass --download-models to fetch them, or put them there "
                          "(or pass --model-dir, --model, --detector-model); see the README's 'Model files' section")
+    precision = args.precision or ("int8" if prefs.hmr_precision == "INT8" else "as-given")
+    if hmr is not None and precision == "int8":
+        from .instanthmr_blender.quantized import FidelityReport, choose_hmr_model, report_path
+
+        int8 = choose_hmr_model(hmr, use_int8=True)  # ModelError (exit 2) when missing or measured on another model
+        _print(f"capture: InstantHMR {FidelityReport.load(report_path(hmr)).summary()}")
+        hmr = int8
     settings = CaptureSettings(
         source=clip, start=args.start, end=args.end, step=args.frame_skip, fps=args.fps,
         detector_backend="onnx" if args.detector == "onnx" else "torch",

@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
@@ -112,12 +113,31 @@ class DownloadCancelled(ModelDownloadError):
     """The caller cancelled; the partial `.part` file is kept so the next download resumes."""
 
 
+def file_identity(path: str | os.PathLike) -> tuple:
+    """(real path, device, inode, size, modification time in ns): changes whenever the file is replaced or written,
+    so results derived from a file's bytes can be remembered under it. Raises OSError like os.stat."""
+    info = os.stat(path)
+    return (os.path.realpath(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+_HASHES: dict[tuple, str] = {}
+_HASHES_LOCK = threading.Lock()
+
+
 def sha256_of(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in chunks (model files are hundreds of MB)."""
+    """Hex SHA-256 of a file, read in chunks (model files are hundreds of MB). Remembered for this process under
+    the file's identity (file_identity), so loading the same unchanged model again does not read it again."""
+    identity = file_identity(path)
+    with _HASHES_LOCK:
+        known = _HASHES.get(identity)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         while chunk := stream.read(1024 * 1024):
             digest.update(chunk)
+    with _HASHES_LOCK:
+        _HASHES[identity] = digest.hexdigest()
     return digest.hexdigest()
 
 

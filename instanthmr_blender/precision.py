@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_files import sha256_of
+from .model_files import file_identity, sha256_of
 
 FLOAT, FLOAT16 = 1, 10  # TensorProto.DataType values
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
@@ -226,6 +226,10 @@ def cached_fp32_path(path: Path, digest: str) -> Path:
     return path.with_name(f"{path.stem}{CACHE_TAG}{digest[:16]}.onnx")
 
 
+#: Identities (model_files.file_identity) of files found to have no fp16 tensor in this process.
+_NOTHING_IN_FP16: set[tuple] = set()
+
+
 def fp32_model_for_cpu(path: str | os.PathLike, log: Callable[[str], None]) -> Path | bytes:
     """What to load on a provider without fast fp16: `path` itself when the graph has no fp16, else its fp32
     conversion (a cached file beside it, keyed by the model's hash; made on first use; the converted bytes
@@ -233,6 +237,9 @@ def fp32_model_for_cpu(path: str | os.PathLike, log: Callable[[str], None]) -> P
     path = Path(path)
     if CACHE_TAG in path.name:
         return path  # already a conversion
+    identity = file_identity(path)
+    if identity in _NOTHING_IN_FP16:
+        return path  # read through once already in this process: nothing to convert
     digest = sha256_of(path)
     cached = cached_fp32_path(path, digest)
     if cached.is_file():
@@ -244,6 +251,7 @@ def fp32_model_for_cpu(path: str | os.PathLike, log: Callable[[str], None]) -> P
         log(f"`{path.name}`: its fp16 weights could not be converted to fp32 ({error}); running it as it is")
         return path
     if converted is None:
+        _NOTHING_IN_FP16.add(identity)  # an fp32 model is not parsed again on the next load
         return path
     partial = cached.with_name(cached.name + ".partial")
     try:

@@ -19,7 +19,7 @@ from .fidelity import rigid_align
 
 INT8_SUFFIX = ".int8.onnx"
 REPORT_SUFFIX = ".int8.json"
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: model_bytes, so a replaced model is noticed without hashing it
 
 
 def int8_model_path(model_path: str | os.PathLike) -> Path:
@@ -82,6 +82,7 @@ class FidelityReport:
 
     model: str  # the fp32 (or fp16) InstantHMR it was made from, file name
     model_sha256: str
+    model_bytes: int  # its size: a cheap first check that the model beside the report is still that one
     int8_model: str
     clip: str
     calibration_crops: int
@@ -136,20 +137,52 @@ class FidelityReport:
 
 
 def find_int8(model_path: str | os.PathLike) -> tuple[Path, FidelityReport] | None:
-    """The INT8 model made from `model_path` and its report, when both exist and the report reads; else None."""
+    """The INT8 model made from `model_path` and its report, when both exist, the report reads and it was measured
+    on a file of this model's size (cheap enough for a panel redraw; the capture checks the hash); else None."""
     int8, report = int8_model_path(model_path), report_path(model_path)
     if not (int8.is_file() and report.is_file()):
         return None
     try:
-        return int8, FidelityReport.load(report)
-    except ValueError:
+        loaded = FidelityReport.load(report)
+        size = Path(model_path).stat().st_size
+    except (OSError, ValueError):
         return None
+    return (int8, loaded) if loaded.model_bytes == size else None
+
+
+def int8_problem(model_path: str | os.PathLike) -> str | None:
+    """Why the INT8 files beside `model_path` are not offered although they exist (an unreadable report, or one
+    measured on another model), as one line saying what to do; None when they are usable or absent."""
+    int8, report = int8_model_path(model_path), report_path(model_path)
+    if not (int8.is_file() and report.is_file()):
+        return None
+    try:
+        loaded = FidelityReport.load(report)
+    except ValueError as error:
+        return str(error)
+    return _other_model(Path(model_path), loaded, hashed=False)
+
+
+def _other_model(path: Path, report: FidelityReport, *, hashed: bool) -> str | None:
+    """A line when `report` was measured on another file than `path` (its size, and with `hashed` its SHA-256)."""
+    from .model_files import sha256_of
+
+    try:
+        same = report.model_bytes == path.stat().st_size and (not hashed or report.model_sha256 == sha256_of(path))
+    except OSError as error:
+        return f"`{path}` cannot be read ({error.strerror or error}): check the InstantHMR model path"
+    if same:
+        return None
+    return (f"`{report_path(path).name}` was measured on another model than `{path.name}` (made from "
+            f"`{report.model}`, SHA-256 {report.model_sha256[:12]}...): make the INT8 model again with "
+            "tools/quantize_hmr.py, or choose 'As given'")
 
 
 def choose_hmr_model(model_path: str | os.PathLike, use_int8: bool) -> Path:
     """The InstantHMR file a capture runs: the model itself, or its INT8 version when the user chose it.
 
-    Raises ModelError when INT8 is chosen but the INT8 file or its fidelity report is missing or unreadable."""
+    Raises ModelError when INT8 is chosen but the INT8 file or its fidelity report is missing or unreadable, or
+    the report was measured on another model than the one at `model_path` (size and SHA-256 compared)."""
     from .runtime import ModelError
 
     path = Path(model_path)
@@ -162,7 +195,10 @@ def choose_hmr_model(model_path: str | os.PathLike, use_int8: bool) -> Path:
             f"`{path.name}`: make them with tools/quantize_hmr.py, or choose 'As given' in the preferences"
         )
     try:
-        FidelityReport.load(report)
+        loaded = FidelityReport.load(report)
     except ValueError as error:
         raise ModelError(str(error)) from error
+    problem = _other_model(path, loaded, hashed=True)
+    if problem is not None:
+        raise ModelError(problem)
     return int8

@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     int8 = InstantHMR(out, device="cpu", max_batch=1, threads=args.threads, log=log)
     result = evaluate(fp32, int8, held_out, frames)
     report = FidelityReport(
-        model=args.model.name, model_sha256=sha256_of(args.model), int8_model=out.name, clip=args.clip.name,
+        model=args.model.name, model_sha256=sha256_of(args.model), model_bytes=args.model.stat().st_size,
+        int8_model=out.name, clip=args.clip.name,
         calibration_crops=len(calibration), held_out_crops=len(held_out), fp32_ms=result["speed"]["fp32"],
         int8_ms=result["speed"]["int8"], provider=int8.provider,
         mm_3d_mean=result["raw"][0], mm_3d_p95=result["raw"][1],

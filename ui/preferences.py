@@ -164,13 +164,15 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
 
 def draw_int8_choice(prefs, layout) -> None:
     """Offer the INT8 InstantHMR only when it exists, with its measured fidelity shown; the user chooses."""
-    from ..instanthmr_blender.quantized import find_int8
+    from ..instanthmr_blender.quantized import find_int8, int8_problem
 
-    found = find_int8(hmr_model_path(prefs))
+    model = hmr_model_path(prefs)
+    found = find_int8(model)
     box = layout.box()
     if found is None:
-        box.label(text="No INT8 InstantHMR: tools/quantize_hmr.py makes one from your clip, fidelity measured",
-                  icon="INFO")
+        problem = int8_problem(model)
+        box.label(text=problem or "No INT8 InstantHMR: tools/quantize_hmr.py makes one from your clip, fidelity "
+                  "measured", icon="ERROR" if problem else "INFO")
         return
     int8, report = found
     box.label(text=f"{int8.name}: {report.speed_up:.2f}x faster than fp32 on the CPU "

@@ -366,3 +366,44 @@ def test_an_error_after_ctrl_c_counts_as_the_interrupt(addon):
     headless._unwatch_sigint(previous)
     signal.signal(signal.SIGINT, inherited)
     assert not headless._was_interrupted(unrelated)
+
+
+def test_int8_precision_on_the_command_line(addon, fixtures_dir, tmp_path, capsys):
+    """--precision int8 runs the INT8 file with its report printed, and refuses, in one line before any work, a
+    missing one or one measured on another model."""
+    import hashlib
+    from importlib import import_module
+
+    import bpy
+
+    quantized = import_module(addon.__name__ + ".instanthmr_blender.quantized")
+    models = make_models(tmp_path / "models")
+    model = models / "instanthmr.onnx"
+    video = fixtures_dir / "video" / "two_people_walking.mp4"
+    argv = [video, "--model-dir", models, "--end", "6", "--precision", "int8"]
+    assert headless(addon, [*argv, "--out", tmp_path / "a.blend"]) == 2
+    line = last_error(capsys)
+    assert line.startswith("capture: error: INT8 InstantHMR chosen, but `instanthmr.int8.onnx`")
+    assert "tools/quantize_hmr.py" in line
+    assert not (tmp_path / "a.blend").exists()
+
+    shutil.copyfile(model, quantized.int8_model_path(model))  # a runnable stand-in for the INT8 file
+    report = quantized.FidelityReport(
+        model=model.name, model_sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
+        model_bytes=model.stat().st_size, int8_model="instanthmr.int8.onnx", clip="me.mp4", calibration_crops=30,
+        held_out_crops=70, fp32_ms=90.0, int8_ms=45.0, provider="CPUExecutionProvider", mm_3d_mean=7.5,
+        mm_3d_p95=16.0, mm_3d_aligned_mean=5.0, mm_3d_aligned_p95=11.0, px_2d_mean=1.2, px_2d_p95=2.5,
+        jitter_fp32_mm=3.0, jitter_int8_mm=3.3)
+    report.save(quantized.report_path(model))
+    out = tmp_path / "int8.blend"
+    assert headless(addon, [*argv, "--out", out]) == 0, last_error(capsys)
+    printed = capsys.readouterr().out
+    assert report.summary() in printed and f"wrote {out}" in printed
+    rigs = [o for o in bpy.data.objects if o.type == "ARMATURE" and "instanthmr_model_file" in o]
+    assert rigs and all(o["instanthmr_model_file"] == "instanthmr.int8.onnx" for o in rigs)
+
+    report.model_sha256 = "0" * 64  # measured on another file of the same size: only the hash tells
+    report.save(quantized.report_path(model))
+    assert headless(addon, [*argv, "--out", tmp_path / "b.blend"]) == 2
+    assert "measured on another model than `instanthmr.onnx`" in last_error(capsys)
+    assert not (tmp_path / "b.blend").exists()

@@ -142,7 +142,8 @@ def test_preferences_offer_int8_only_with_its_fidelity(addon, tmp_path):
     model = tmp_path / "instanthmr.onnx"
     model.write_bytes(b"fp32")
     int8_model_path(model).write_bytes(b"int8")
-    FidelityReport(model=model.name, model_sha256="0" * 64, int8_model="instanthmr.int8.onnx", clip="me.mp4",
+    FidelityReport(model=model.name, model_sha256="0" * 64, model_bytes=4, int8_model="instanthmr.int8.onnx",
+                   clip="me.mp4",
                    calibration_crops=30, held_out_crops=70, fp32_ms=90.0, int8_ms=45.0, provider="CPU",
                    mm_3d_mean=7.5, mm_3d_p95=16.0, mm_3d_aligned_mean=5.0, mm_3d_aligned_p95=11.0, px_2d_mean=1.2,
                    px_2d_p95=2.5, jitter_fp32_mm=3.0, jitter_int8_mm=3.3).save(report_path(model))
@@ -156,6 +157,16 @@ def test_preferences_offer_int8_only_with_its_fidelity(addon, tmp_path):
     assert ("prop", "hmr_precision") in record
     labels = " ".join(text for kind, text in record if kind == "label")
     assert "2.00x faster" in labels and "7.5 mm 3D" in labels and "3.0 -> 3.3" in labels and "me.mp4" in labels
+    model.write_bytes(b"another model")  # replaced after quantising: not offered, and the panel says why
+    record.clear()
+    kept = prefs.instanthmr_path
+    prefs.instanthmr_path = str(model)
+    try:
+        type(prefs).draw(_PrefsHolder(prefs, RecordingLayout(record)), bpy.context)
+    finally:
+        prefs.instanthmr_path = kept
+    assert ("prop", "hmr_precision") not in record
+    assert "measured on another model" in " ".join(text for kind, text in record if kind == "label")
 
 
 class _PrefsHolder:

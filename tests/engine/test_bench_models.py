@@ -51,3 +51,41 @@ def test_the_bound_is_the_needed_work_one_call_after_another():
     later = bench.AloneTimes({1: 90.0, 2: 250.0}, {1: 55.0, 2: 70.0, 3: 170.0})
     merged = alone.merge(later)
     assert merged.detector_ms == {1: 90.0, 2: 210.0} and merged.hmr_ms == {1: 50.0, 2: 70.0, 3: 160.0}
+
+
+def test_the_replay_makes_the_captures_own_calls_again_on_the_same_frames(fixtures_dir):
+    """The replayed bound: every call the capture logged, once, on the frame it was made on, with its boxes."""
+    bench = load_tool("bench_pipeline")
+    from instanthmr_blender.frames import open_source
+    from instanthmr_blender.pipeline import CaptureSettings
+
+    clip = fixtures_dir / "video" / "two_people_walking.mp4"
+    settings = CaptureSettings(source=str(clip), start=3, end=15, step=2)
+    with open_source(clip) as source:
+        frames = [rgb for _, rgb in source.frames(3, 15, 2)]
+    boxes = [np.array([[10.0 * i, 20, 300, 400]], np.float32) for i in range(len(frames))]
+    logger = bench.CountingModels(
+        type("D", (), {"detect": lambda self, f: [None] * len(f)})(),
+        type("H", (), {"predict": lambda self, f, b: None})(),
+    )
+    logger.detector.detect([frames[0], frames[1]])
+    for frame, box in zip(frames, boxes):
+        logger.hmr.predict(frame, box)
+    logger.detector.detect([frames[3]])
+    made = []
+
+    class Detector:
+        def detect(self, batch):
+            made.append(("detector", [bench.fingerprint(f) for f in batch]))
+            return [None] * len(batch)
+
+    class Hmr:
+        def predict(self, frame, box):
+            made.append(("hmr", [bench.fingerprint(frame)], box.tolist()))
+
+    seconds = bench.replay_seconds(settings, logger.log, bench.LoadedModels(Detector(), Hmr(), 0.0))
+    assert seconds > 0
+    prints = [bench.fingerprint(f) for f in frames]
+    hmr_calls = [("hmr", [p], b.tolist()) for p, b in zip(prints, boxes)]
+    expected = [("detector", prints[:2]), *hmr_calls[:3], ("detector", [prints[3]]), *hmr_calls[3:]]
+    assert sorted(map(repr, made)) == sorted(map(repr, expected))  # each once (a batch runs at its last frame)

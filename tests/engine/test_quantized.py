@@ -1,5 +1,6 @@
 """INT8 InstantHMR: the fidelity measures, the report beside the model, the choice, and the quantise command."""
 
+import hashlib
 import importlib.util
 import json
 
@@ -14,6 +15,7 @@ from instanthmr_blender.quantized import (
     choose_hmr_model,
     find_int8,
     int8_model_path,
+    int8_problem,
     jitter,
     point_deviation,
     report_path,
@@ -23,7 +25,9 @@ from instanthmr_blender.runtime import ModelError
 from tests.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model, load_sample_pose
 from tests.engine.conftest import REPO_ROOT
 
-REPORT = dict(model="instanthmr.onnx", model_sha256="ab" * 32, int8_model="instanthmr.int8.onnx", clip="me.mp4",
+FP32_BYTES = b"fp32"
+REPORT = dict(model="instanthmr.onnx", model_sha256=hashlib.sha256(FP32_BYTES).hexdigest(), model_bytes=len(FP32_BYTES),
+              int8_model="instanthmr.int8.onnx", clip="me.mp4",
               calibration_crops=60, held_out_crops=140, fp32_ms=80.0, int8_ms=40.0, provider="CPUExecutionProvider",
               mm_3d_mean=6.0, mm_3d_p95=14.0, mm_3d_aligned_mean=4.0, mm_3d_aligned_p95=9.0, px_2d_mean=1.5,
               px_2d_p95=3.0, jitter_fp32_mm=2.0, jitter_int8_mm=2.2)
@@ -64,7 +68,7 @@ def test_jitter_and_statistics():
 
 def test_the_report_round_trips_and_the_int8_model_is_offered_only_with_it(tmp_path):
     model = tmp_path / "instanthmr.onnx"
-    model.write_bytes(b"fp32")
+    model.write_bytes(FP32_BYTES)
     assert find_int8(model) is None
     with pytest.raises(ModelError, match=r"instanthmr\.int8\.onnx.*tools/quantize_hmr\.py"):
         choose_hmr_model(model, use_int8=True)
@@ -79,7 +83,29 @@ def test_the_report_round_trips_and_the_int8_model_is_offered_only_with_it(tmp_p
     assert choose_hmr_model(model, use_int8=True) == int8
     report_path(model).write_text(json.dumps({**REPORT, "version": 99}))
     assert find_int8(model) is None
+    assert "is not a usable INT8 fidelity report" in int8_problem(model)
     with pytest.raises(ModelError, match=r"instanthmr\.int8\.json. is not a usable INT8 fidelity report"):
+        choose_hmr_model(model, use_int8=True)
+    version_1 = {k: v for k, v in REPORT.items() if k != "model_bytes"}
+    report_path(model).write_text(json.dumps({**version_1, "version": 1}))  # before model_bytes: made again
+    assert find_int8(model) is None
+
+
+def test_an_int8_report_of_another_model_is_not_offered_and_refused(tmp_path):
+    """The user replaced instanthmr.onnx (another size, or the same size with other bytes) after quantising."""
+    model = tmp_path / "instanthmr.onnx"
+    model.write_bytes(FP32_BYTES)
+    int8_model_path(model).write_bytes(b"int8")
+    FidelityReport(**REPORT).save(report_path(model))
+    assert int8_problem(model) is None and choose_hmr_model(model, use_int8=True) == int8_model_path(model)
+    model.write_bytes(b"a larger model")
+    assert find_int8(model) is None  # the panel's cheap check: the size
+    assert "was measured on another model than `instanthmr.onnx`" in int8_problem(model)
+    with pytest.raises(ModelError, match=r"measured on another model .*tools/quantize_hmr\.py, or choose 'As given'"):
+        choose_hmr_model(model, use_int8=True)
+    model.write_bytes(b"FP32")  # same size, other bytes: only the hash tells, at capture
+    assert find_int8(model) is not None
+    with pytest.raises(ModelError, match="measured on another model"):
         choose_hmr_model(model, use_int8=True)
 
 
@@ -101,6 +127,7 @@ def test_quantise_command_on_a_real_clip(quantize_tool, tmp_path, fixtures_dir, 
     assert quantize_tool.main(args) == 0
     int8, report = find_int8(model)
     assert report.clip == clip.name and report.calibration_crops > 0 and report.held_out_crops >= 20
+    assert report.model_bytes == model.stat().st_size and choose_hmr_model(model, use_int8=True) == int8
     assert report.calibration_crops + report.held_out_crops == 2 * 16
     assert np.isfinite([report.mm_3d_mean, report.mm_3d_aligned_p95, report.px_2d_p95, report.int8_ms]).all()
     assert report.summary() in capsys.readouterr().out
