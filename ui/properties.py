@@ -10,7 +10,7 @@ SMOOTHING_ITEMS = [
     ("strong", "Strong", "Smooth heavily: slow motion, noisy or small people"),
 ]
 SMOOTHING_METHOD_ITEMS = [
-    ("zero_lag", "Zero lag", "Offline filter run forward and backward: no lag (best for recorded clips)"),
+    ("zero_lag", "Zero lag", "Offline filter over past and future frames: no lag (best for recorded clips)"),
     ("one_euro", "One-Euro", "Causal One-Euro filter, as a live capture would see it (about one frame of lag)"),
 ]
 DETECTOR_BACKEND_ITEMS = [

@@ -208,10 +208,12 @@ def test_realnet_stance_feet_slide_p90(realnet):
     assert realnet[2].stance_slide_p90_cm_s <= 10.0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="not reached: median rig-to-input distance 48.4 mm at 60 fps, 53.0 at 30 (issue 10 asks <= 40)"
-)
-def test_realnet_rig_follows_input(realnet):
+def test_realnet_rig_follows_input(realnet, request):
+    if realnet[2].fps < 45:
+        # At 30 fps a rig 85% less jittery than the input must drop part of the real motion: the 60 fps take's own
+        # motion, smoothed over 50 ms and taken every other frame, carries 16% of the 30 fps input's jitter.
+        reason = "not reached at 30 fps: 48.2 mm (issue 10 asks <= 40)"
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     assert realnet[2].follow_median_mm <= 40.0
 
 
