@@ -136,31 +136,30 @@ class FidelityReport:
                              "tools/quantize_hmr.py") from error
 
 
-def find_int8(model_path: str | os.PathLike) -> tuple[Path, FidelityReport] | None:
-    """The INT8 model made from `model_path` and its report, when both exist, the report reads and it was measured
-    on a file of this model's size (cheap enough for a panel redraw; the capture checks the hash); else None."""
+def int8_state(model_path: str | os.PathLike) -> tuple[tuple[Path, FidelityReport] | None, str | None]:
+    """The INT8 files beside `model_path`, read once: ((INT8 model, its report), None) when both exist, the report
+    reads and it was measured on a file of this model's size (cheap enough for a panel redraw; the capture checks
+    the hash too); (None, why) when they exist but are not usable, as one line saying what to do; (None, None)
+    when there are none."""
     int8, report = int8_model_path(model_path), report_path(model_path)
     if not (int8.is_file() and report.is_file()):
-        return None
-    try:
-        loaded = FidelityReport.load(report)
-        size = Path(model_path).stat().st_size
-    except (OSError, ValueError):
-        return None
-    return (int8, loaded) if loaded.model_bytes == size else None
-
-
-def int8_problem(model_path: str | os.PathLike) -> str | None:
-    """Why the INT8 files beside `model_path` are not offered although they exist (an unreadable report, or one
-    measured on another model), as one line saying what to do; None when they are usable or absent."""
-    int8, report = int8_model_path(model_path), report_path(model_path)
-    if not (int8.is_file() and report.is_file()):
-        return None
+        return None, None
     try:
         loaded = FidelityReport.load(report)
     except ValueError as error:
-        return str(error)
-    return _other_model(Path(model_path), loaded, hashed=False)
+        return None, str(error)
+    problem = _other_model(Path(model_path), loaded, hashed=False)
+    return (None, problem) if problem is not None else ((int8, loaded), None)
+
+
+def find_int8(model_path: str | os.PathLike) -> tuple[Path, FidelityReport] | None:
+    """The usable INT8 model made from `model_path` and its report (int8_state), else None."""
+    return int8_state(model_path)[0]
+
+
+def int8_problem(model_path: str | os.PathLike) -> str | None:
+    """Why the INT8 files beside `model_path` are not offered although they exist (int8_state), else None."""
+    return int8_state(model_path)[1]
 
 
 def _other_model(path: Path, report: FidelityReport, *, hashed: bool) -> str | None:

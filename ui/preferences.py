@@ -164,13 +164,11 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
 
 def draw_int8_choice(prefs, layout) -> None:
     """Offer the INT8 InstantHMR only when it exists, with its measured fidelity shown; the user chooses."""
-    from ..instanthmr_blender.quantized import find_int8, int8_problem
+    from ..instanthmr_blender.quantized import int8_state
 
-    model = hmr_model_path(prefs)
-    found = find_int8(model)
+    found, problem = int8_state(hmr_model_path(prefs))
     box = layout.box()
     if found is None:
-        problem = int8_problem(model)
         box.label(text=problem or "No INT8 InstantHMR: tools/quantize_hmr.py makes one from your clip, fidelity "
                   "measured", icon="ERROR" if problem else "INFO")
         return

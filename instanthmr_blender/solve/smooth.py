@@ -10,6 +10,7 @@ is the larger of a number of frames and a time (RAY_SIGMA, DEPTH_SIGMA: frame-to
 remove at any rate, while a fast take is not smoothed less per second); "one_euro" is the causal filter a live
 capture sees, its settings per second, depth slower (DEPTH_SCALE, ROOT_DEPTH_SCALE) with a damped speed response.
 """
+
 from __future__ import annotations
 
 import math
@@ -247,8 +248,8 @@ def smooth_camera_keypoints(
 # (1.5 frames of image position, 2 of depth, at "medium"); the time keeps a fast take (120 fps) from being smoothed
 # less per second than a 60 fps one. Measured on the real-network take (tools/solve_figures.py): against the
 # One-Euro forward-backward pass it replaces (its first-order roll-off leaves more of the frame-to-frame noise for
-# the same smoothing of the motion), the rig follows the input 38.8 mm (was 48.4) at 60 fps and 48.3 mm (was 53.0)
-# at 30 fps, with jitter down 89.6% and 86.1% (was 91.8% and 85.7%).
+# the same smoothing of the motion), the rig follows the input 38.5 mm (was 48.4) at 60 fps and 48.2 mm (was 53.0)
+# at 30 fps, with jitter down 89.5% and 85.9% (was 91.8% and 85.7%).
 RAY_SIGMA = (1.5, 0.025)  # (frames, seconds): image position
 DEPTH_SIGMA = (2.0, 0.033)  # depth along the ray, relative to the hips and of the hips themselves
 
