@@ -197,27 +197,58 @@ def reject_outliers(signal: np.ndarray, fps: float, seconds: float = HAMPEL_SECO
     radius = int(np.clip(round(seconds * fps), 2, 6))
     if x.shape[0] < 2 * radius + 1:
         return x.copy()
+    count, offsets = x.shape[0], range(-radius, radius + 1)
     pad = np.full((radius,) + x.shape[1:], np.nan)
-    windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([pad, x, pad]), 2 * radius + 1, axis=0)
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    steps = np.arange(1, radius + 1)
-    slopes = (windows[..., radius + steps] - windows[..., radius - steps]) / (2.0 * steps)
-    slope = np.nan_to_num(_window_median(slopes), nan=0.0)
-    detrended = windows - slope[..., None] * offsets
-    median = _window_median(detrended)
-    spread = 1.4826 * _window_median(np.abs(detrended - median[..., None]))
+    padded = np.concatenate([pad, x, pad])
+    # The window as 2 * radius + 1 shifted views (sample i + offset at row i), not a (F, ..., w) array: the medians
+    # then run on whole (F, ...) arrays at a time. Missing samples are +inf (they sort last), counted apart.
+    present = np.cumsum(np.concatenate([np.zeros((1,) + x.shape[1:], np.int32), np.isfinite(padded)]), axis=0)
+    known = present[2 * radius + 1:] - present[: count]  # finite samples per window
+    missing_last = np.where(np.isnan(padded), np.inf, padded)
+    slopes = [(padded[2 * radius - k: 2 * radius - k + count] - padded[k: k + count]) / (2.0 * (radius - k))
+              for k in range(radius)]  # fmt: skip
+    slope = np.nan_to_num(window_median(slopes), nan=0.0)
+    detrended = [missing_last[radius + k: radius + k + count] - slope * k for k in offsets]
+    median = _sorted_median(detrended, known)
+    # `detrended` is now sorted per element: the same values, so the same deviations from the median.
+    spread = 1.4826 * _sorted_median([np.abs(values - median) for values in detrended], known)
     outlier = np.abs(x - median) > multiple * np.maximum(spread, 1e-6)
     return np.where(outlier & np.isfinite(median), median, x)
 
 
-def _window_median(windows: np.ndarray) -> np.ndarray:
-    """Median over the last axis ignoring NaN (NaN where a window has none): sorting puts NaN last, so the
-    median sits at the middle of each window's finite count (much faster than np.nanmedian)."""
-    ordered = np.sort(windows, axis=-1)
-    count = np.isfinite(windows).sum(axis=-1)
-    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[..., None], axis=-1)[..., 0]
-    high = np.take_along_axis(ordered, np.maximum(count // 2, 0)[..., None], axis=-1)[..., 0]
-    return np.where(count > 0, 0.5 * (low + high), np.nan)
+def window_median(samples: list[np.ndarray]) -> np.ndarray:
+    """Element-wise median of equally shaped arrays ignoring NaN (NaN where all are NaN): the median of each
+    element's finite samples, the mean of the two middle ones for an even count. Much faster than np.nanmedian
+    or sorting a (..., n) window array (see _sorted_median)."""
+    known = sum(np.isfinite(values).astype(np.int32) for values in samples)
+    return _sorted_median([np.where(np.isnan(values), np.inf, values) for values in samples], known)
+
+
+def _sorted_median(ordered: list[np.ndarray], known: np.ndarray) -> np.ndarray:
+    """The median of each element's first `known` samples in sorted order, NaN where known is 0. ordered: arrays
+    (the caller's own: sorted in place) with the missing samples as +inf; known: how many are not missing.
+
+    A sorting network (odd-even transposition) of element-wise minimum and maximum sorts every element's samples
+    at once; missing samples end last, so the median sits at the middle of the known count: the middle of the
+    whole list almost everywhere, picked element by element only where some samples are missing."""
+    size = len(ordered)
+    spare = np.empty_like(ordered[0])
+    for round_ in range(size):
+        for low in range(round_ % 2, size - 1, 2):
+            a, b = ordered[low], ordered[low + 1]
+            np.minimum(a, b, out=spare)
+            np.maximum(a, b, out=b)
+            ordered[low], spare = spare, a
+    out = 0.5 * (ordered[(size - 1) // 2] + ordered[size // 2])
+    partial = np.flatnonzero((known > 0) & (known < size))
+    if len(partial):
+        stacked = np.stack([values.reshape(-1)[partial] for values in ordered])  # (size, partial), ascending
+        have = known.reshape(-1)[partial]
+        columns = np.arange(len(partial))
+        flat = out.reshape(-1).copy()
+        flat[partial] = 0.5 * (stacked[(have - 1) // 2, columns] + stacked[have // 2, columns])
+        out = flat.reshape(out.shape)
+    return np.where(known > 0, out, np.nan)
 
 
 def smooth_camera_keypoints(

@@ -1,5 +1,7 @@
 """Smoothing (instanthmr_blender.solve.smooth): One-Euro, zero-lag, NaN gaps, and the 20 mm noise test on CMU."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,39 @@ def test_camera_smoothing_no_lag_and_depth_smoothed_harder(fixtures_dir):
     assert error(smoothed, 2) < error(noisy, 2)
     assert jitter(smoothed, 2) < 0.2 * jitter(noisy, 2)
     assert jitter(smoothed, 0) < jitter(noisy, 0)
+
+
+@pytest.mark.parametrize("size", range(1, 14))
+def test_window_median_is_the_nan_ignoring_median(size):
+    rng = np.random.default_rng(size)
+    samples = [rng.normal(size=(300, 5)) for _ in range(size)]
+    for values in samples:
+        values[rng.random(values.shape) < 0.3] = np.nan
+    samples[0][:, 0] = 7.0  # ties
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmedian on all-NaN elements
+        expected = np.nanmedian(np.stack(samples), axis=0)
+    assert np.array_equal(filters.window_median(samples), expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("fps", [24.0, 30.0, 60.0, 120.0])
+def test_reject_outliers_replaces_spikes_with_the_local_trend(fps):
+    """Spikes on a fast ramp, a still channel and a curve are replaced by the window's detrended median; clean
+    samples stay within their noise, missing ones and a channel never seen stay missing."""
+    rng = np.random.default_rng(int(fps))
+    count = 200
+    t = np.arange(count) / fps
+    signal = np.stack([2.0 * t, np.full(count, 0.5), np.sin(3 * t), np.full(count, np.nan)], axis=1)
+    signal[:, :3] += rng.normal(0, 1e-3, (count, 3))
+    clean = signal.copy()
+    spikes = [(40, 0), (90, 1), (150, 2)] + ([(41, 0)] if fps >= 30 else [])  # 2-frame spikes from 3 samples a side
+    for row, column in spikes:
+        signal[row, column] += 0.3
+    signal[120:123, 1] = np.nan
+    out = filters.reject_outliers(signal, fps)
+    for row, column in spikes:
+        assert abs(out[row, column] - clean[row, column]) < 0.02  # the spike was 0.3
+    untouched = np.ones(signal.shape, dtype=bool)
+    untouched[tuple(np.array(spikes).T)] = False
+    assert np.array_equal(np.isnan(out), np.isnan(signal))
+    assert np.nanmax(np.abs(out - signal)[untouched]) < 0.01  # at most a noise tail (sigma 1 mm) replaced
