@@ -223,14 +223,18 @@ def _swap_labelling(relative: np.ndarray, left: list[int], right: list[int], swa
             ], axis=1)  # fmt: skip
             known = np.isfinite(d)
             steps[:, state_now, state_before] = np.where(known, d, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)
-    # Viterbi over the two states (plain floats: a short sequential loop).
-    cost = [0.0, swap_cost]
-    back = np.zeros((len(frames), 2), dtype=np.int8)
-    for i, step in enumerate(steps.tolist(), start=1):
-        totals = [[cost[0] + step[s][0], cost[1] + step[s][1]] for s in range(2)]
-        choice = [0 if totals[s][0] <= totals[s][1] else 1 for s in range(2)]
-        back[i] = choice
-        cost = [totals[0][choice[0]], totals[1][choice[1]] + swap_cost]
+    # Viterbi over the two states, in plain floats (a sequential loop; numpy per step would cost more than it does).
+    as_given, swap = 0.0, swap_cost  # cheapest path cost ending in each state
+    back = [(0, 0)]  # per frame, the state before that the cheapest path into (as given, swapped) came from
+    for (given_given, given_swapped), (swapped_given, swapped_swapped) in steps.tolist():
+        into_given = (as_given + given_given, swap + given_swapped)
+        into_swapped = (as_given + swapped_given, swap + swapped_swapped)
+        from_given = 0 if into_given[0] <= into_given[1] else 1
+        from_swapped = 0 if into_swapped[0] <= into_swapped[1] else 1
+        back.append((from_given, from_swapped))
+        as_given, swap = into_given[from_given], into_swapped[from_swapped] + swap_cost
+    back = np.array(back, dtype=np.int8)
+    cost = [as_given, swap]
     state = int(np.argmin(cost))
     for i in range(len(frames) - 1, -1, -1):
         swapped[frames[i]] = bool(state)
