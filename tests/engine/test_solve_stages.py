@@ -121,6 +121,38 @@ def test_clean_leaves_clean_mocap_alone(cmu):
     assert np.allclose(result.joints_cam, cmu.joints_cam[0], equal_nan=True)
 
 
+def _rotated_about_hips(joints, axis, degrees_per_second, fps):
+    """Every frame turned about `axis` (camera space) through its hip centre, the angle growing at the rate."""
+    axis = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+    cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    out = joints.copy()
+    for row in range(len(joints)):
+        angle = np.radians(degrees_per_second * row / fps)
+        rotation = np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * cross @ cross
+        hips = 0.5 * (joints[row, K["left_hip"]] + joints[row, K["right_hip"]])
+        out[row] = hips + (joints[row] - hips) @ rotation.T
+    return out
+
+
+@pytest.mark.parametrize("turn", ["spin", "back_flip", "cartwheel"])
+def test_acrobatics_are_motion_not_glitches(cmu, turn):
+    """A real whole-body turn (a spin at 720 deg/s about the vertical, a back flip at 600 deg/s about the
+    left-right axis, a cartwheel at 500 deg/s about the camera's axis) keeps turning instead of coming back: the
+    clean stage must leave it alone, with depth noise 4x the lateral noise as well."""
+    up = cmu.floor_normal_cam
+    axis, rate = {"spin": (up, 720.0), "back_flip": (np.cross(up, [0.0, 0.0, 1.0]), 600.0),
+                  "cartwheel": ([0.0, 0.0, 1.0], 500.0)}[turn]  # fmt: skip
+    joints = _rotated_about_hips(cmu.joints_cam[0, :120].astype(np.float64), axis, rate, cmu.row_fps)
+    noisy = joints + np.random.default_rng(5).normal(0, 1, joints.shape) * np.array([0.005, 0.005, 0.02])
+    for take in (joints, noisy):
+        result = clean.clean_track(take, cmu.row_fps, fill_frames=8)
+        assert result.frames_repaired() == 0, result.notes
+    # Turned into a flip and back (the same rotation for 4 frames only) it is a glitch again.
+    glitch = joints.copy()
+    glitch[50:54] = _flip(joints, np.arange(50, 54))[50:54]
+    assert clean.clean_track(glitch, cmu.row_fps, fill_frames=8).repairs[50:54].any(axis=1).all()
+
+
 @pytest.mark.parametrize("compression", [0.0, 0.06])
 def test_cmu_exactness_kept_and_compressing_spine(fixtures_dir, compression):
     mean = cmu_exactness(cmu_take(fixtures_dir), spine_compression=compression)
