@@ -5,8 +5,10 @@ The real-network take (MediaPipe Pose on the lab clip, 60 fps) is solved with th
 rate and at 30 fps (every other frame); per rate it prints the largest body-bone turn between frames, the
 jitter reduction, foot slide and depth during the stances seen in the 2D keypoints, how closely the rig
 follows the input, the quality report and the solve time. Then the CMU round trip (smoothing off) and the
-same with a 6 cm spine compression.
-    .venv/bin/python tools/solve_figures.py [--fixtures ../shared/fixtures] [--clean on|off]
+same with a 6 cm spine compression. --follow-breakdown adds where the 30 fps follow figure goes: the 30 fps solve
+with the foot lock off, and the 60 fps solve (twice the samples) taken every other frame, measured against the 30 fps
+input, at "medium" and at "strong" smoothing, foot lock on and off.
+    .venv/bin/python tools/solve_figures.py [--fixtures ../shared/fixtures] [--clean on|off] [--follow-breakdown]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixtures", type=Path, default=DEFAULT_FIXTURES, help="the shared fixtures folder")
     parser.add_argument("--clean", choices=("on", "off"), default="on", help="the clean stage (default on)")
+    parser.add_argument("--follow-breakdown", action="store_true", help="where the 30 fps follow figure goes")
     args = parser.parse_args(argv)
     options = SolveOptions(clean=args.clean == "on")
     try:
@@ -44,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(figures.lines()))
             print(f"  solve: {seconds:.3f} s for {take.num_frames} frames; {solution.floor.describe()}")
             print(f"  quality: {solution.persons[0].quality.summary()}")
+        if args.follow_breakdown:
+            print("\n".join(follow_breakdown(args.fixtures, options)))
         from tests.cmu_take import cmu_take
 
         for compression in (0.0, 0.06):
@@ -54,6 +59,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"solve_figures: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def follow_breakdown(fixtures: Path, options: SolveOptions) -> list[str]:
+    """Follow (median rig joint to input keypoint, mm) and jitter reduction at 30 fps: the 30 fps solve with the
+    foot lock on and off, and the 60 fps solve taken every other frame against the same 30 fps input."""
+    import dataclasses
+
+    import numpy as np
+
+    from instanthmr_blender.solve.quality import jitter, rig_keypoints, world_from_camera
+
+    take30, take60 = realnet_take(fixtures, 2), realnet_take(fixtures, 1)
+    lines = ["Follow at 30 fps, median mm / jitter below the 30 fps input:"]
+    for smoothing in ("medium", "strong"):
+        for lock in (True, False):
+            variant = dataclasses.replace(options, smoothing=smoothing, foot_lock=lock)
+            own = realnet_figures(take30, solve_take(take30, variant))
+            solution = solve_take(take60, variant)
+            person = solution.persons[0]
+            rig = rig_keypoints(person.rest, person.quats, person.root_location)[::2]
+            given = world_from_camera(take30.joints_cam[0].astype(np.float64), solution.camera_matrix_world)
+            both = np.all(np.isfinite(rig), axis=-1) & np.all(np.isfinite(given), axis=-1)
+            follow = 1000.0 * float(np.median(np.linalg.norm(rig - given, axis=-1)[both]))
+            reduction = 1.0 - jitter(rig, both) / jitter(given, both)
+            lines.append(f"  {smoothing}, foot lock {'on' if lock else 'off'}: 30 fps solve "
+                         f"{own.follow_median_mm:.1f} mm / {100 * own.jitter_reduction:.1f}%; 60 fps solve every "
+                         f"other frame {follow:.1f} mm / {100 * reduction:.1f}%")  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":

@@ -242,9 +242,12 @@ def test_realnet_stance_feet_slide_p90(realnet):
 
 def test_realnet_rig_follows_input(realnet, request):
     if realnet[2].fps < 45:
-        # At 30 fps a rig 85% less jittery than the input must drop part of the real motion: the 60 fps take's own
-        # motion, smoothed over 50 ms and taken every other frame, carries 16% of the 30 fps input's jitter.
-        reason = "not reached at 30 fps: 48.2 mm (issue 10 asks <= 40)"
+        # At 30 fps the foot lock (planted feet held still on their support, a swing foot lifted out of the floor)
+        # costs 8 mm of this figure: 39.8 mm with it off. It moves the ankles a median 4-6 cm from the smoothed
+        # input (which wobbles in depth while the 2D foot is still), and the swing foot dips 15 cm under the floor.
+        # Twice the samples do no better: the 60 fps solve taken every other frame needs 46.9 mm for 85% less
+        # jitter (tools/solve_figures.py --follow-breakdown).
+        reason = "not reached at 30 fps: 48.2 mm (issue 10 asks <= 40); 39.8 mm with the foot lock off"
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     assert realnet[2].follow_median_mm <= 40.0
 
@@ -258,3 +261,24 @@ def test_realnet_quality_report(realnet):
     assert 5 < report.bone_length_spread_pct < 40
     assert report.contact_frames > 0 and report.foot_slide_cm_s < 5
     assert "repaired" in report.summary() and "jitter_mm" in report.properties()
+
+
+def test_solve_figures_tool_and_its_follow_breakdown(fixtures_dir, capsys, tmp_path):
+    """tools/solve_figures.py prints the issue's figures and where the 30 fps follow figure goes; a missing
+    fixtures folder is one line and exit status 2."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "tools" / "solve_figures.py"
+    spec = importlib.util.spec_from_file_location("solve_figures", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(["--fixtures", str(fixtures_dir), "--follow-breakdown"]) == 0
+    out = capsys.readouterr().out
+    take = realnet_take(fixtures_dir, 2)
+    expected = realnet_figures(take, solve.solve_take(take, DEFAULT))
+    assert f"medium, foot lock on: 30 fps solve {expected.follow_median_mm:.1f} mm" in out
+    assert "60 fps solve every other frame" in out and "CMU round trip" in out
+    assert tool.main(["--fixtures", str(tmp_path / "missing")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "missing" in error
