@@ -17,11 +17,11 @@ class SolveOptions:
     """Settings of the solve.
 
     clean: repair glitches before smoothing (clean.py: swaps, flips, jumps, off reprojections, bone lengths);
-    smoothing: "off" | "light" | "medium" | "strong" (keypoint One-Euro per bone group, smooth.py; depth along
-    the camera ray is smoothed harder than the image position);
-    smoothing_method: "zero_lag" (offline: a Gaussian over the past and the future, no lag; the default, because a
-    capture is smoothed after the fact) | "one_euro" (causal, as a live filter would see it: no look-ahead, about
-    one frame of lag);
+    smoothing: "off" | "light" | "medium" | "strong" (smooth.py; depth along the camera ray is smoothed harder
+    than the image position);
+    smoothing_method: "zero_lag" (offline: a smoothing spline over the past and the future, no lag; the default,
+    because a capture is smoothed after the fact) | "one_euro" (causal, per bone group, as a live filter would see
+    it: no look-ahead, about one frame of lag);
     foot_lock: hold planted feet on their support (contacts.py); symmetric_lengths: average left/right bone
     lengths; max_gap_frames: longest gap (frames) filled by interpolation, None = 0.25 s at the take's rate;
     floor: "auto" (fit the floor to the planted feet) | "none" (gravity = camera down, floor at the lowest

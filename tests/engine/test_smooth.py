@@ -161,3 +161,37 @@ def test_reject_outliers_replaces_spikes_with_the_local_trend(fps):
     untouched[tuple(np.array(spikes).T)] = False
     assert np.array_equal(np.isnan(out), np.isnan(signal))
     assert np.nanmax(np.abs(out - signal)[untouched]) < 0.01  # at most a noise tail (sigma 1 mm) replaced
+
+
+def test_whittaker_smooth_solves_its_system_with_gaps_and_per_channel_lambda():
+    """Against the dense (W + lam D'D) z = W y, per channel: gaps carry no weight, each channel its own lam;
+    a channel with fewer than two known samples is returned as it was."""
+    rng = np.random.default_rng(4)
+    count = 60
+    signal = rng.normal(size=(count, 6)).cumsum(axis=0)
+    signal[rng.random(signal.shape) < 0.2] = np.nan
+    signal[:, 4] = np.nan
+    signal[:, 5] = np.nan
+    signal[17, 5] = 3.0
+    lam = np.array([0.5, 3.0, 40.0, 3.0, 3.0, 3.0])
+    out = filters.whittaker_smooth(signal, lam)
+    second = np.diff(np.eye(count), 2, axis=0)
+    for channel in range(4):
+        known = np.isfinite(signal[:, channel])
+        system = np.diag(known.astype(float)) + lam[channel] * second.T @ second
+        expected = np.linalg.solve(system, np.where(known, signal[:, channel], 0.0))
+        assert np.allclose(out[known, channel], expected[known], atol=1e-9)
+    assert np.array_equal(np.isnan(out), np.isnan(signal))
+    assert out[17, 5] == 3.0
+
+
+def test_whittaker_smooth_keeps_lines_and_short_clips():
+    ramp = np.linspace(0.0, 2.0, 40)[:, None] * np.array([1.0, -3.0])
+    assert np.allclose(filters.whittaker_smooth(ramp, 50.0), ramp)  # a straight line is what it never bends
+    short = np.array([[1.0], [5.0]])
+    assert np.array_equal(filters.whittaker_smooth(short, 10.0), short)
+    # The Gaussian-equivalent lambda halves the amplitude where the Gaussian of that sigma does.
+    sigma = 2.0
+    frequency = np.sqrt(2.0 * np.log(2.0)) / sigma  # radians per frame where exp(-sigma^2 w^2 / 2) = 1/2
+    lam = filters.whittaker_lambda(sigma)
+    assert 1.0 / (1.0 + lam * frequency**4) == pytest.approx(0.5)
