@@ -281,8 +281,8 @@ def smooth_camera_keypoints(
 # at "medium"); the time keeps a fast take (120 fps) from being smoothed less per second than a 60 fps one. The
 # smoother's response stays flat longer and then falls more steeply than a Gaussian's (1 / (1 + lambda w^4) against
 # exp(-sigma^2 w^2 / 2)): it keeps more of the motion for the same removal of frame-to-frame noise. Measured on the
-# real-network take (tools/solve_figures.py), 60 / 30 fps: the rig follows the input 38.2 / 45.5 mm with jitter down
-# 89.5% / 86.3%, against 38.5 / 48.2 mm and 89.5% / 85.9% for the Gaussian of 1.5 / 2 frames it replaces (and 48.4
+# real-network take (tools/solve_figures.py), 60 / 30 fps: the rig follows the input 38.1 / 45.5 mm with jitter down
+# 89.6% / 86.3%, against 38.5 / 48.2 mm and 89.5% / 85.9% for the Gaussian of 1.5 / 2 frames it replaces (and 48.4
 # / 53.0 mm, 91.8% / 85.7% for the One-Euro forward-backward pass before that).
 RAY_SIGMA = (1.7, 0.028)  # (frames, seconds): image position
 DEPTH_SIGMA = (2.1, 0.035)  # depth along the ray, relative to the hips and of the hips themselves
