@@ -218,7 +218,7 @@ def solve_track(
     prepared = _prepare(joints_cam, fps, options, joints_2d, focal_length, principal_point)
     if camera_matrix_world is None:
         camera_matrix_world = ground.estimate_floor(
-            prepared.smoothed[None], mode=options.floor, planted=prepared.still[None]
+            prepared.smoothed[None], mode=options.floor, planted=prepared.still[None], fps=fps
         ).camera_matrix_world
     frames = np.arange(len(joints_cam), dtype=np.int64) if frames is None else np.asarray(frames, dtype=np.int64)
     return _finish(prepared, fps, options, camera_matrix_world, frames, track_id, focal_length)
@@ -271,7 +271,8 @@ def solve_take(take, options: SolveOptions | None = None) -> CaptureSolution:
     for track, item in prepared.items():
         smoothed[track], planted[track] = item.smoothed, item.still
     floor = ground.estimate_floor(
-        np.where(np.isfinite(smoothed), smoothed, joints), main_track=main, mode=options.floor, planted=planted
+        np.where(np.isfinite(smoothed), smoothed, joints), main_track=main, mode=options.floor, planted=planted,
+        fps=fps,
     )
     solution = CaptureSolution(floor.camera_matrix_world, [], floor.method, floor=floor)
     frames = np.asarray(take.frames, dtype=np.int64)

@@ -7,6 +7,7 @@ The one conversion between them is `camera_to_world`: `camera_matrix_world @ [x,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,12 +206,17 @@ def _lowest_foot_points(joints_cam: np.ndarray, up_cam: np.ndarray, planted: np.
 
 # Fewer planted runs than this leave the floor's tilt to the noise of a few feet: the lowest-foot fit is used.
 MIN_PLANTED_RUNS = 4
+# A planted run shorter than this gives the run fit no point: the median of a few frames of a wobbling foot is no
+# steadier than one frame. Measured on the real-network take: at 30 fps a 3-frame run (0.1 s) made the fourth run,
+# and the floor fitted to those four points put the camera 0.73 m up, pitched 2.7 deg, where the same clip at 60 fps
+# (three runs of 0.15 s or more: the lowest-foot fit) gives 0.92 m and 4.9 deg; without it 30 fps gives 0.93 m, 5.0.
+MIN_RUN_SECONDS = 0.15
 
 
-def _planted_run_points(joints_cam: np.ndarray, planted: np.ndarray, up_cam: np.ndarray):
-    """One point per planted run of a foot: the per-coordinate median of its lowest foot point over the run
-    (a still foot's keypoints drift and wobble in depth; the median of the run does not). Returns (points
-    (R, 3), run lengths (R,))."""
+def _planted_run_points(joints_cam: np.ndarray, planted: np.ndarray, up_cam: np.ndarray, min_frames: int = 1):
+    """One point per planted run of a foot at least min_frames long: the per-coordinate median of its lowest foot
+    point over the run (a still foot's keypoints drift and wobble in depth; the median of the run does not).
+    Returns (points (R, 3), run lengths (R,))."""
     points, lengths = [], []
     for track in range(joints_cam.shape[0]):
         for column, side in enumerate(("left", "right")):
@@ -221,6 +227,8 @@ def _planted_run_points(joints_cam: np.ndarray, planted: np.ndarray, up_cam: np.
             padded = np.concatenate([[0], usable.astype(np.int8), [0]])
             edges = np.flatnonzero(np.diff(padded))
             for start, end in zip(edges[::2], edges[1::2]):
+                if end - start < min_frames:
+                    continue
                 points.append(np.median(lowest[start:end], axis=0))
                 lengths.append(end - start)
     return np.array(points).reshape(-1, 3), np.array(lengths, dtype=np.float64)
@@ -286,6 +294,7 @@ def estimate_floor(
     mode: str = "auto",
     min_inliers: int = 10,
     planted: np.ndarray | None = None,
+    fps: float | None = None,
 ) -> FloorEstimate:
     """Floor and camera placement from camera-space keypoints of a static camera.
 
@@ -296,7 +305,8 @@ def estimate_floor(
     fallback: gravity = the camera's down axis, floor at the lowest foot point, or FALLBACK_PELVIS_HEIGHT
     below the pelvis without feet. planted: (T, F, 2) bool, feet known to be planted (contacts.still_feet):
     when they give at least 2 * min_inliers frames in MIN_PLANTED_RUNS runs or more, the floor is fitted to
-    one point per planted run (fit_floor_to_runs: robust, stable under resampling) instead. Either fit pulls
+    one point per planted run (fit_floor_to_runs: robust, stable under resampling) instead; fps: the rows' rate,
+    when given runs shorter than MIN_RUN_SECONDS give no point. Either fit pulls
     the camera's tilt towards level (a prior of 10 degrees that well-spread feet override); planes tilt at
     most 45 degrees.
     """
@@ -315,7 +325,8 @@ def estimate_floor(
     feet = _lowest_foot_points(joints_cam, camera_up)
     source = "lowest-foot"
     if planted is not None and mode == "auto":
-        runs, lengths = _planted_run_points(joints_cam, planted, camera_up)
+        shortest = 1 if fps is None else max(1, int(math.ceil(MIN_RUN_SECONDS * fps - 1e-9)))
+        runs, lengths = _planted_run_points(joints_cam, planted, camera_up, shortest)
         if lengths.sum() >= 2 * min_inliers and len(runs) >= MIN_PLANTED_RUNS:
             normal, offset, inliers = fit_floor_to_runs(runs, lengths, camera_up)
             return FloorEstimate(
