@@ -325,8 +325,8 @@ def whittaker_smooth(signal: np.ndarray, lam) -> np.ndarray:
     width = flat.shape[1]
     known = np.isfinite(flat)
     lam = np.broadcast_to(np.asarray(lam, dtype=np.float64).reshape(-1), (width,))
-    # Factors per channel: the diagonal d and L's two sub-diagonals e, f, with two leading rows of zeros so that the
-    # recursions below need no special first frames (row i + 2 holds frame i).
+    # Factors per channel: the diagonal d and L's two sub-diagonals e, f, after two leading padding rows (e and f zero
+    # there, d one) so that the recursions below need no special first frames (row i + 2 holds frame i).
     d = np.ones((count + 2, width))
     e = np.zeros((count + 2, width))
     f = np.zeros((count + 2, width))
