@@ -21,17 +21,17 @@ from pathlib import Path
 import bpy
 
 from . import headless_live
-from .instanthmr_blender.frames import FrameSourceError
-from .instanthmr_blender.lens import Lens, LensError
+from .instanthmr_blender.capture.offline import CaptureError, CaptureSettings, CaptureSummary, Progress, capture
 from .instanthmr_blender.mesh import MeshError
-from .instanthmr_blender.model_files import KNOWN_MODELS, ModelDownloadError
-from .instanthmr_blender.model_registry import RegistryError, registry
+from .instanthmr_blender.models.files import KNOWN_MODELS, ModelDownloadError
+from .instanthmr_blender.models.registry import RegistryError, registry
+from .instanthmr_blender.models.runtime import ModelError
 from .instanthmr_blender.output_paths import output_problem
-from .instanthmr_blender.pipeline import CaptureError, CaptureSettings, CaptureSummary, Progress, capture
-from .instanthmr_blender.runtime import ModelError
-from .instanthmr_blender.sam3d import BACKENDS, Sam3DError, Sam3DWorkerError
+from .instanthmr_blender.pose.sam3d import BACKENDS, Sam3DError, Sam3DWorkerError
 from .instanthmr_blender.solve import SolveError, SolveOptions
 from .instanthmr_blender.take import TakeError, load_take, locate_source, save_take
+from .instanthmr_blender.video.frames import FrameSourceError
+from .instanthmr_blender.video.lens import Lens, LensError
 from .retarget.bake import RetargetError
 from .scene import naming, workflow
 from .scene.build import take_name_from_path
@@ -302,8 +302,8 @@ def _sam3d_settings(args, prefs):
 
 def _import_sam3d(args, clip: str | None):
     """The take from SAM 3D Body results; the clip, when given, gives the frame size and rate."""
-    from .instanthmr_blender.frames import open_source
-    from .instanthmr_blender.sam3d_import import import_sam3d_results
+    from .instanthmr_blender.capture.sam3d_import import import_sam3d_results
+    from .instanthmr_blender.video.frames import open_source
 
     size, fps = None, args.fps
     if clip:
@@ -338,7 +338,7 @@ def _capture_settings(args, clip: str, prefs) -> CaptureSettings:
                          "(or pass --model-dir, --model, --detector-model); see the README's 'Model files' section")
     precision = args.precision or ("int8" if prefs.hmr_precision == "INT8" else "as-given")
     if hmr is not None and precision == "int8":
-        from .instanthmr_blender.quantized import FidelityReport, choose_hmr_model, report_path
+        from .instanthmr_blender.models.int8 import FidelityReport, choose_hmr_model, report_path
 
         int8 = choose_hmr_model(hmr, use_int8=True)  # ModelError (exit 2) when missing or measured on another model
         _print(f"capture: InstantHMR {FidelityReport.load(report_path(hmr)).summary()}")
@@ -394,7 +394,7 @@ def _mesh_options(args, prefs) -> dict:
 def _download_models(args, prefs) -> None:
     """--download-models: fetch the model files this capture will load that are missing and downloadable (the
     chosen InstantHMR model, the detector), verified; offline, one line says what to fetch from where to where."""
-    from .instanthmr_blender.model_files import download_missing
+    from .instanthmr_blender.models.files import download_missing
 
     if getattr(bpy.app, "online_access_override", False) and not bpy.app.online_access:
         raise UsageError("--download-models: Blender was started with --offline-mode; drop one of the two")

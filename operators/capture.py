@@ -34,7 +34,7 @@ from .worker import WorkerJob
 if TYPE_CHECKING:
     # The capture pipeline (ONNX Runtime, OpenCV) is imported when a capture starts, not when the add-on is
     # enabled: Blender's start-up does not pay for it.
-    from ..instanthmr_blender.pipeline import CaptureSettings, Progress
+    from ..instanthmr_blender.capture.offline import CaptureSettings, Progress
 
 PUMP_SECONDS = 0.1
 #: How the minimum-track-length setting is named in messages (its label in the People sub-panel).
@@ -66,7 +66,7 @@ class CaptureJob(WorkerJob):
     thread_name = "InstantHMR capture"
 
     def _run(self) -> None:
-        from ..instanthmr_blender.pipeline import CaptureCancelled, capture
+        from ..instanthmr_blender.capture.offline import CaptureCancelled, capture
 
         try:
             summaries = []
@@ -155,8 +155,8 @@ def model_settings(context, source: str) -> CaptureSettings:
     prefs = get_preferences(context)
     hmr = model_path(prefs, "instanthmr")
     if prefs.hmr_precision == "INT8" and hmr.is_file():
-        from ..instanthmr_blender.quantized import choose_hmr_model
-        from ..instanthmr_blender.runtime import ModelError
+        from ..instanthmr_blender.models.int8 import choose_hmr_model
+        from ..instanthmr_blender.models.runtime import ModelError
 
         try:
             hmr = choose_hmr_model(hmr, use_int8=True)
@@ -172,7 +172,7 @@ def model_settings(context, source: str) -> CaptureSettings:
         raise CaptureInputError("Model files missing: " + "; ".join(missing)
                                 + ". Download them in the add-on preferences or set their paths there")
     device = scene_settings.device if scene_settings.device != "auto" else prefs.default_device
-    from ..instanthmr_blender.pipeline import CaptureSettings
+    from ..instanthmr_blender.capture.offline import CaptureSettings
 
     return CaptureSettings(
         source=source,

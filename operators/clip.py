@@ -3,7 +3,7 @@
 import bpy
 from bpy_extras.io_utils import ImportHelper
 
-from ..instanthmr_blender.formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from ..instanthmr_blender.video.formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 CLIP_FILTER = ";".join(f"*{ext}" for ext in sorted({*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS}))
 

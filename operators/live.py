@@ -1,7 +1,7 @@
 """Live capture in Blender: a webcam or a phone stream drives a capture rig in the viewport, and Record turns what
 it saw into a take, saved and built exactly like an offline capture.
 
-The engine (`instanthmr_blender.live`) runs in its own threads; only `live_tick`, a `bpy.app.timers` callback on
+The engine (`instanthmr_blender.capture.live`) runs in its own threads; only `live_tick`, a `bpy.app.timers` callback on
 the main thread, touches Blender data: it applies the newest solved pose to the live rig (never waiting for one)
 and finishes recordings. Starting (loading the models, opening the source) and finishing a recording (saving and
 solving the take) run in worker threads too. Live and offline capture never run at once; disabling the add-on or
@@ -38,14 +38,14 @@ class LiveInputError(ValueError):
 class LiveStartJob(WorkerJob):
     """Loads the models and opens the source off the main thread, then starts the engine's LiveCapture."""
 
-    settings: object  # instanthmr_blender.live.LiveSettings
+    settings: object  # instanthmr_blender.capture.live.LiveSettings
     live: object | None = None
 
     thread_name = "InstantHMR live start"
 
     def _run(self) -> None:
-        from ..instanthmr_blender.live import LiveCapture
-        from ..instanthmr_blender.pipeline import build_models
+        from ..instanthmr_blender.capture.live import LiveCapture
+        from ..instanthmr_blender.capture.offline import build_models
 
         try:
             detector, hmr = build_models(self.settings.capture)
@@ -118,8 +118,8 @@ def recording_pending() -> bool:
 
 def live_settings(context):
     """The engine's LiveSettings from the scene's Live and capture settings and the preferences, checked."""
-    from ..instanthmr_blender.live import LiveSettings
-    from ..instanthmr_blender.live_source import LiveSourceError, parse_source
+    from ..instanthmr_blender.capture.live import LiveSettings
+    from ..instanthmr_blender.video.live_source import LiveSourceError, parse_source
 
     props = context.scene.instanthmr_live
     try:

@@ -6,7 +6,7 @@ import bpy
 import numpy as np
 
 from ..instanthmr_blender.mesh import MeshError, ensure_mhr_module
-from ..instanthmr_blender.model_files import ModelDownloadError
+from ..instanthmr_blender.models.files import ModelDownloadError
 from ..instanthmr_blender.solve import CaptureSolution
 from ..instanthmr_blender.take import TakeError, load_take
 from ..scene import build, naming

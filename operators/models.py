@@ -6,7 +6,7 @@ from pathlib import Path
 
 import bpy
 
-from ..instanthmr_blender.model_files import KNOWN_MODELS, DownloadCancelled, ModelFolder, download
+from ..instanthmr_blender.models.files import KNOWN_MODELS, DownloadCancelled, ModelFolder, download
 from ..ui.preferences import (
     capture_model_names,
     chosen_hmr_model,

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import bpy
 
-from ..instanthmr_blender.frames import FrameSourceError
 from ..instanthmr_blender.solve import SolveError
 from ..instanthmr_blender.take import TakeError, save_take
+from ..instanthmr_blender.video.frames import FrameSourceError
 from ..scene import workflow
 from ..scene.build import take_name_from_path
 from ..ui.preferences import ADDON_PACKAGE
@@ -15,8 +15,8 @@ from ..ui.preferences import ADDON_PACKAGE
 def import_sam3d(context, folder: str):
     """Read the results folder into a take (the scene's clip, when set, gives the frame size, rate and background),
     save it beside the .blend or in the user folder, and build the rigs. Returns (built objects, take path)."""
-    from ..instanthmr_blender.frames import open_source
-    from ..instanthmr_blender.sam3d_import import import_sam3d_results
+    from ..instanthmr_blender.capture.sam3d_import import import_sam3d_results
+    from ..instanthmr_blender.video.frames import open_source
 
     settings = context.scene.instanthmr
     folder = str(Path(bpy.path.abspath(folder)).resolve())

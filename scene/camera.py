@@ -113,7 +113,7 @@ def rotate_background_upright(entry, clip_size: tuple[int, int], image_size: tup
 
 def _video_rotation(path: Path) -> int:
     """The rotation (degrees clockwise) the engine applies to this video's frames; 0 when it cannot tell."""
-    from ..instanthmr_blender import frames
+    from ..instanthmr_blender.video import frames
 
     try:
         with frames.open_source(path) as source:

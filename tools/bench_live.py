@@ -31,18 +31,18 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the engine and tests.* as top-level packages (see bench_pipeline.py)
 
-from instanthmr_blender import live as live_module  # noqa: E402
-from instanthmr_blender.live import LiveCapture, LivePersonSolver, LiveSettings  # noqa: E402
-from instanthmr_blender.pipeline import CaptureSettings, build_models  # noqa: E402
+from instanthmr_blender.capture import live as live_module  # noqa: E402
+from instanthmr_blender.capture.live import LiveCapture, LivePersonSolver, LiveSettings  # noqa: E402
+from instanthmr_blender.capture.offline import CaptureSettings, build_models  # noqa: E402
 from instanthmr_blender.solve import build_rest, ground, solve_pose  # noqa: E402
 from instanthmr_blender.solve.frame_solve import FramePoseSolver  # noqa: E402
-from tests.contract_models import (  # noqa: E402
+from testkit.contract_models import (  # noqa: E402
     DetectorBox,
     build_instanthmr_model,
     build_rfdetr_model,
     load_sample_pose,
 )
-from tests.mjpeg_server import MjpegServer, encode_video  # noqa: E402
+from testkit.mjpeg_server import MjpegServer, encode_video  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import cpu_model  # noqa: E402

@@ -39,10 +39,18 @@ import onnxruntime as ort
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The repository root is the Blender extension's package (its __init__ imports bpy): put the root on the path
-# so `instanthmr_blender` (the bpy-free engine) and `tests.contract_models` import as top-level packages.
+# so `instanthmr_blender` (the bpy-free engine) and `testkit.contract_models` import as top-level packages.
 sys.path.insert(0, str(REPO_ROOT))
 
-from instanthmr_blender.detector import (  # noqa: E402
+from instanthmr_blender.capture.offline import (  # noqa: E402
+    CaptureError,
+    CaptureSettings,
+    Progress,
+    build_models,
+    run_capture,
+)
+from instanthmr_blender.models.runtime import ModelError  # noqa: E402
+from instanthmr_blender.pose.detector import (  # noqa: E402
     NUM_CLASSES,
     NUM_QUERIES,
     RFDETR_RESOLUTIONS,
@@ -52,17 +60,9 @@ from instanthmr_blender.detector import (  # noqa: E402
     imagenet_chw,
     preprocess_rfdetr,
 )
-from instanthmr_blender.frames import FrameSourceError, open_source  # noqa: E402
-from instanthmr_blender.hmr import InstantHMR, cliff_condition, crop_person, normalise_crops  # noqa: E402
-from instanthmr_blender.pipeline import (  # noqa: E402
-    CaptureError,
-    CaptureSettings,
-    Progress,
-    build_models,
-    run_capture,
-)
-from instanthmr_blender.runtime import ModelError  # noqa: E402
-from tests.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model  # noqa: E402
+from instanthmr_blender.pose.hmr import InstantHMR, cliff_condition, crop_person, normalise_crops  # noqa: E402
+from instanthmr_blender.video.frames import FrameSourceError, open_source  # noqa: E402
+from testkit.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import cpu_model  # noqa: E402

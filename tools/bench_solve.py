@@ -23,12 +23,12 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The repository root is the Blender extension's package (its __init__ imports bpy): put the root on the path
-# so `instanthmr_blender` (the bpy-free engine) and `tests.cmu_take` import as top-level packages.
+# so `instanthmr_blender` (the bpy-free engine) and `testkit.cmu_take` import as top-level packages.
 sys.path.insert(0, str(REPO_ROOT))
 
 from instanthmr_blender.solve import SolveError, SolveOptions, solve_take  # noqa: E402
 from instanthmr_blender.solve.smooth import SMOOTHING_LEVELS, SMOOTHING_METHODS  # noqa: E402
-from tests.cmu_take import CMU_RELATIVE_PATH, CmuTake, cmu_take, load_cmu  # noqa: E402
+from testkit.cmu_take import CMU_RELATIVE_PATH, CmuTake, cmu_take, load_cmu  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import cpu_model  # noqa: E402

@@ -29,8 +29,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.contract_models import load_sample_pose  # noqa: E402
-from tests.torch_compat import work_around_mismatched_torchvision  # noqa: E402
+from testkit.contract_models import load_sample_pose  # noqa: E402
+from testkit.torch_compat import work_around_mismatched_torchvision  # noqa: E402
 
 #: The InstantHMR sizes: timm backbone, decoder width, decoder layers. Widths and depths are chosen so the
 #: parameter counts come near upstream's model cards (nano 20.0 M, tiny 20.3 M, small 24.4 M, medium 32.2 M; the

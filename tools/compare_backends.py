@@ -30,11 +30,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # so `instanthmr_blender` (the bpy-free engine) imports as a top-level package.
 sys.path.insert(0, str(REPO_ROOT))
 
-from instanthmr_blender.fidelity import Deviations  # noqa: E402
-from instanthmr_blender.frames import FrameSourceError, open_source  # noqa: E402
-from instanthmr_blender.runtime import ModelError  # noqa: E402
-from instanthmr_blender.sam3d import Sam3DBody, Sam3DError, Sam3DSettings, Sam3DWorkerError  # noqa: E402
+from instanthmr_blender.models.fidelity import Deviations  # noqa: E402
+from instanthmr_blender.models.runtime import ModelError  # noqa: E402
+from instanthmr_blender.pose.sam3d import Sam3DBody, Sam3DError, Sam3DSettings, Sam3DWorkerError  # noqa: E402
 from instanthmr_blender.take import TakeError, load_take  # noqa: E402
+from instanthmr_blender.video.frames import FrameSourceError, open_source  # noqa: E402
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -69,7 +69,7 @@ def frames_and_boxes(args) -> tuple[str, list[tuple[int, np.ndarray]]]:
         return clip, [(f, b) for f, b in boxes if args.start <= f < (args.end or 1 << 62)]
     if not args.clip or not args.detector_model:
         raise SystemExit("compare_backends: give a clip and --detector-model, or --take")
-    from instanthmr_blender.detector import OnnxRFDETR
+    from instanthmr_blender.pose.detector import OnnxRFDETR
 
     detector = OnnxRFDETR(args.detector_model, confidence=args.det_confidence, device=args.device)
     found = []
@@ -83,7 +83,7 @@ def frames_and_boxes(args) -> tuple[str, list[tuple[int, np.ndarray]]]:
 def open_backend(spec: str, args):
     kind, _, value = spec.partition(":")
     if kind == "instanthmr":
-        from instanthmr_blender.hmr import InstantHMR
+        from instanthmr_blender.pose.hmr import InstantHMR
 
         if args.focal_px is not None:
             raise SystemExit("compare_backends: InstantHMR has its own camera; --focal-px is for SAM 3D Body only")

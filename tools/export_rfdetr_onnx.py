@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.move(str(exported), args.out)
 
     sys.path.insert(0, str(REPO_ROOT))
-    from instanthmr_blender.detector import OnnxRFDETR
-    from instanthmr_blender.runtime import ModelError
+    from instanthmr_blender.models.runtime import ModelError
+    from instanthmr_blender.pose.detector import OnnxRFDETR
 
     try:
         detector = OnnxRFDETR(args.out, device="cpu", log=lambda line: None)

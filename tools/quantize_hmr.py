@@ -29,12 +29,10 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from instanthmr_blender.frames import FrameSourceError, open_source  # noqa: E402
-from instanthmr_blender.hmr import InstantHMR, cliff_condition, crop_person, normalise_crops  # noqa: E402
-from instanthmr_blender.model_files import sha256_of  # noqa: E402
-from instanthmr_blender.pipeline import CaptureError, CaptureSettings, capture  # noqa: E402
-from instanthmr_blender.precision import fp32_model_for_cpu  # noqa: E402
-from instanthmr_blender.quantized import (  # noqa: E402
+from instanthmr_blender.capture.offline import CaptureError, CaptureSettings, capture  # noqa: E402
+from instanthmr_blender.models.files import sha256_of  # noqa: E402
+from instanthmr_blender.models.fp16 import fp32_model_for_cpu  # noqa: E402
+from instanthmr_blender.models.int8 import (  # noqa: E402
     FidelityReport,
     aligned_deviation,
     int8_model_path,
@@ -43,7 +41,9 @@ from instanthmr_blender.quantized import (  # noqa: E402
     report_path,
     summary_stats,
 )
-from instanthmr_blender.runtime import ModelError  # noqa: E402
+from instanthmr_blender.models.runtime import ModelError  # noqa: E402
+from instanthmr_blender.pose.hmr import InstantHMR, cliff_condition, crop_person, normalise_crops  # noqa: E402
+from instanthmr_blender.video.frames import FrameSourceError, open_source  # noqa: E402
 
 #: Speed is the median of this many batch-1 calls per model (after one warm-up call).
 SPEED_CALLS = 20

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # the engine and tests.cmu_take as top-level packages (see bench_solve.py)
+sys.path.insert(0, str(REPO_ROOT))  # the engine and testkit.cmu_take as top-level packages (see bench_solve.py)
 
 from instanthmr_blender.solve import SolveError, SolveOptions, solve_take  # noqa: E402
 from instanthmr_blender.take import TakeError  # noqa: E402
-from tests.realnet_take import cmu_exactness, realnet_figures, realnet_take  # noqa: E402
+from testkit.realnet_take import cmu_exactness, realnet_figures, realnet_take  # noqa: E402
 
 DEFAULT_FIXTURES = Path(os.environ.get("INSTANTHMR_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  quality: {solution.persons[0].quality.summary()}")
         if args.follow_breakdown:
             print("\n".join(follow_breakdown(args.fixtures, options)))
-        from tests.cmu_take import cmu_take
+        from testkit.cmu_take import cmu_take
 
         for compression in (0.0, 0.06):
             mean = cmu_exactness(cmu_take(args.fixtures), spine_compression=compression)

@@ -101,7 +101,7 @@ class VIEW3D_PT_instanthmr_detector(_CapturePanel, bpy.types.Panel):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
-        from ..instanthmr_blender.runtime import available_devices
+        from ..instanthmr_blender.models.runtime import available_devices
 
         layout = self.layout
         settings = context.scene.instanthmr

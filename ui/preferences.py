@@ -14,7 +14,7 @@ DETECTOR_MODEL = "rfdetr-nano"
 
 
 def _registry():
-    from ..instanthmr_blender.model_registry import registry
+    from ..instanthmr_blender.models.registry import registry
 
     return registry()
 
@@ -39,7 +39,7 @@ FIT_ITEMS = [
 
 
 def _device_items(self, context):
-    from ..instanthmr_blender.runtime import available_devices
+    from ..instanthmr_blender.models.runtime import available_devices
 
     items = [(name, name.upper() if name != "auto" else "Automatic", f"Default device: {name}")
              for name in available_devices()]
@@ -164,7 +164,7 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
 
 def draw_int8_choice(prefs, layout) -> None:
     """Offer the INT8 InstantHMR only when it exists, with its measured fidelity shown; the user chooses."""
-    from ..instanthmr_blender.quantized import int8_state
+    from ..instanthmr_blender.models.int8 import int8_state
 
     found, problem = int8_state(hmr_model_path(prefs))
     box = layout.box()
@@ -232,7 +232,7 @@ def draw_sam3d_preferences(box, prefs: INSTANTHMR_AP_preferences) -> None:
 
 def sam3d_settings(prefs: INSTANTHMR_AP_preferences):
     """The engine's SAM 3D Body settings from the preferences (not checked)."""
-    from ..instanthmr_blender.sam3d import Sam3DSettings
+    from ..instanthmr_blender.pose.sam3d import Sam3DSettings
 
     def path(value: str) -> str:
         return str(Path(bpy.path.abspath(value))) if value else ""
@@ -243,7 +243,7 @@ def sam3d_settings(prefs: INSTANTHMR_AP_preferences):
 
 def sam3d_problem(prefs: INSTANTHMR_AP_preferences) -> str:
     """What SAM 3D Body still needs before it can run ("" when its files are in place); file checks only."""
-    from ..instanthmr_blender.sam3d import Sam3DError
+    from ..instanthmr_blender.pose.sam3d import Sam3DError
 
     try:
         sam3d_settings(prefs).check()
@@ -283,7 +283,7 @@ def model_folder(prefs: INSTANTHMR_AP_preferences, *, create: bool = False) -> P
 def model_path(prefs: INSTANTHMR_AP_preferences, name: str) -> Path:
     """Where model `name` of the engine's registry is expected: "instanthmr" means the chosen InstantHMR model
     (`hmr_model_path`); any other name, its file name in the model folder."""
-    from ..instanthmr_blender.model_files import KNOWN_MODELS
+    from ..instanthmr_blender.models.files import KNOWN_MODELS
 
     if name == "instanthmr":
         return hmr_model_path(prefs)
@@ -292,7 +292,7 @@ def model_path(prefs: INSTANTHMR_AP_preferences, name: str) -> Path:
 
 def detector_model_path(prefs: INSTANTHMR_AP_preferences, variant: str) -> Path:
     """The RF-DETR ONNX file: the preference when set, else `rfdetr-<variant>.onnx` in the model folder."""
-    from ..instanthmr_blender.model_files import KNOWN_MODELS
+    from ..instanthmr_blender.models.files import KNOWN_MODELS
 
     if prefs.detector_path:
         return Path(bpy.path.abspath(prefs.detector_path))

@@ -35,7 +35,7 @@ LENS_ITEMS = [
 
 def _device_items(self, context):
     # ONNX Runtime reports its execution providers; only those present here are offered.
-    from ..instanthmr_blender.runtime import available_devices
+    from ..instanthmr_blender.models.runtime import available_devices
 
     labels = {"auto": "Preferences default", "cpu": "CPU", "cuda": "CUDA (NVIDIA)", "coreml": "Core ML (Apple)",
               "directml": "DirectML (Windows GPU)"}

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..skeleton import BONE_INDEX, FOOT_KEYPOINTS, MHR70_INDEX, NUM_KEYPOINTS
 from . import clean, contacts, ground, quality, smooth
 from .clean import CleanResult
 from .ground import FloorEstimate
 from .options import SolveError, SolveOptions
 from .quality import PersonQuality
+from .skeleton import BONE_INDEX, FOOT_KEYPOINTS, MHR70_INDEX, NUM_KEYPOINTS
 from .skeleton_solve import RigRest, build_rest, fill_gaps, forward_kinematics, pose_matrices, solve_pose
 
 __all__ = [

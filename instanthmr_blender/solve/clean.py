@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..skeleton import FINGER_NAMES, FOOT_KEYPOINTS, MHR70_INDEX, NUM_KEYPOINTS, finger_keypoints
 from .contacts import body_length
+from .skeleton import FINGER_NAMES, FOOT_KEYPOINTS, MHR70_INDEX, NUM_KEYPOINTS, finger_keypoints
 
 K = MHR70_INDEX
 # Repair reasons, in the column order of CleanResult.repairs.

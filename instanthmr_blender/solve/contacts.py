@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..rotations import normalize
-from ..skeleton import FOOT_KEYPOINTS, LEG_KEYPOINTS, MHR70_INDEX
+from .rotations import normalize
+from .skeleton import FOOT_KEYPOINTS, LEG_KEYPOINTS, MHR70_INDEX
 from .smooth import gaussian_smooth
 
 K = MHR70_INDEX

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from ..skeleton import BONE_INDEX, CAPTURE_RIG, MHR70_INDEX, VIRTUAL_JOINTS
+from .skeleton import BONE_INDEX, CAPTURE_RIG, MHR70_INDEX, VIRTUAL_JOINTS
 from .skeleton_solve import (
     _BEND_DEGREES,
     _REVERSED_DEGREES,

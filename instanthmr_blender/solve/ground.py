@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..rotations import normalize
-from ..skeleton import FOOT_KEYPOINTS, MHR70_INDEX
+from .rotations import normalize
+from .skeleton import FOOT_KEYPOINTS, MHR70_INDEX
 
 # Points used to find the floor: everything on the feet.
 _FOOT_POINTS = np.array(FOOT_KEYPOINTS["left"] + FOOT_KEYPOINTS["right"])

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..skeleton import BONE_INDEX, FOOT_KEYPOINTS, MHR70_INDEX
 from .clean import REASON_TEXT, REASONS, CleanResult
 from .contacts import body_length, keep_long_runs
 from .ground import camera_to_world as world_from_camera
 from .ground import world_to_camera
+from .skeleton import BONE_INDEX, FOOT_KEYPOINTS, MHR70_INDEX
 from .skeleton_solve import RigRest, forward_kinematics, pose_matrices
 
 K = MHR70_INDEX

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..rotations import (
+from .options import SolveError
+from .rotations import (
     frame_from_axes,
     frame_from_x_y,
     matrix_from_quat,
@@ -25,7 +26,7 @@ from ..rotations import (
     quat_slerp,
     rotation_between,
 )
-from ..skeleton import (
+from .skeleton import (
     BONE_INDEX,
     BONE_NAMES,
     BONE_PARENTS,
@@ -35,7 +36,6 @@ from ..skeleton import (
     BoneDef,
     mirror_name,
 )
-from .options import SolveError
 from .smooth import gaussian_smooth
 
 # A hinge (elbow, knee, finger joint) defines the roll only once it is clearly bent: below the first

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..skeleton import KEYPOINT_GROUPS, MHR70_INDEX, NUM_KEYPOINTS
+from .skeleton import KEYPOINT_GROUPS, MHR70_INDEX, NUM_KEYPOINTS
 
 _HIP_KEYPOINTS = (MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"])
 

@@ -108,7 +108,7 @@ def sam3d_take(api, fixtures_dir):
 def make_models(folder: Path, *, people: int = 2, image_size=(994, 1768)) -> Path:
     """Contract-shaped stand-in models (RF-DETR ONNX finding `people` fixed boxes, InstantHMR returning a real
     SAM 3D Body pose) under the file names the add-on looks for in its model folder."""
-    from contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
+    from testkit.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
 
     folder.mkdir(parents=True, exist_ok=True)
     centres = np.linspace(0.3, 0.7, people) if people > 1 else [0.5]

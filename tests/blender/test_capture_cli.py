@@ -165,7 +165,7 @@ def test_cut_off_video_warns_and_its_take_finds_the_clip_from_anywhere(addon, mo
     # second person's hips made unusable (without the neck alone they would still be solved, from the
     # shoulders): the solve leaves them out, and says who and why.
     take_module = sys.modules[addon.__name__ + ".instanthmr_blender.take"]
-    index = sys.modules[addon.__name__ + ".instanthmr_blender.skeleton"].MHR70_INDEX
+    index = sys.modules[addon.__name__ + ".instanthmr_blender.solve.skeleton"].MHR70_INDEX
     take = take_module.load_take(takes / "cut.npz")
     take.joints_cam[1, :, [index["left_hip"], index["right_hip"]]] = np.nan
     take_module.save_take(take, takes / "hipless.npz")
@@ -286,7 +286,7 @@ def last_error(capsys) -> str:
 
 
 def test_bad_inputs_fail_with_one_clear_line(addon, models, fixtures_dir, tmp_path, capsys):
-    from contract_models import build_wrong_size_model, write_corrupt_model
+    from testkit.contract_models import build_wrong_size_model, write_corrupt_model
 
     video = fixtures_dir / "video" / "two_people_walking.mp4"
     (tmp_path / "empty").mkdir()
@@ -376,7 +376,7 @@ def test_int8_precision_on_the_command_line(addon, fixtures_dir, tmp_path, capsy
 
     import bpy
 
-    quantized = import_module(addon.__name__ + ".instanthmr_blender.quantized")
+    quantized = import_module(addon.__name__ + ".instanthmr_blender.models.int8")
     models = make_models(tmp_path / "models")
     model = models / "instanthmr.onnx"
     video = fixtures_dir / "video" / "two_people_walking.mp4"

@@ -127,7 +127,7 @@ def test_cancel_half_way_stops_within_a_frame_and_leaves_the_scene_unchanged(cap
 
 
 def test_an_error_in_the_worker_is_reported_cleanly(capture_ops, fixtures_dir, tmp_path, models):
-    from contract_models import build_wrong_size_model
+    from testkit.contract_models import build_wrong_size_model
 
     wrong = build_wrong_size_model(tmp_path / "wrong.onnx")
     bpy.context.preferences.addons[ADDON_MODULE].preferences.instanthmr_path = str(wrong)
@@ -188,7 +188,7 @@ def test_rebuild_from_take_applies_new_settings_without_models(capture_ops, fixt
         bpy.ops.instanthmr.rebuild_from_take(filepath=str(tmp_path / "missing.npz"))
     # A person the solve cannot use, and a clip that is gone: both named, the others rebuilt.
     take_module = sys.modules[ADDON_MODULE + ".instanthmr_blender.take"]
-    index = sys.modules[ADDON_MODULE + ".instanthmr_blender.skeleton"].MHR70_INDEX
+    index = sys.modules[ADDON_MODULE + ".instanthmr_blender.solve.skeleton"].MHR70_INDEX
     take = take_module.load_take(settings.take_path)
     take.joints_cam[1, :, [index["left_hip"], index["right_hip"]]] = np.nan
     take.source = str(tmp_path / "gone.mp4")

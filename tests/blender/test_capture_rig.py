@@ -20,8 +20,9 @@ from capture_helpers import (
     sam3d_take,
     take_from_cmu,
 )
-from cmu_take import cmu_take
 from mathutils import Vector
+
+from testkit.cmu_take import cmu_take
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +249,7 @@ def test_a_phone_videos_background_is_drawn_upright_and_fills_the_frame(installe
     import cv2  # the extension's bundled wheel
     from video_tags import set_mp4_rotation
 
-    frames = import_module(installed_addon.__name__ + ".instanthmr_blender.frames")
+    frames = import_module(installed_addon.__name__ + ".instanthmr_blender.video.frames")
     camera = import_module(installed_addon.__name__ + ".scene.camera")
     path = tmp_path / f"phone_{degrees}.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))

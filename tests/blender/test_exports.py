@@ -5,7 +5,8 @@ import bpy
 import numpy as np
 import pytest
 from capture_helpers import EXACT, AddonApi, fresh_scene, take_from_cmu
-from cmu_take import cmu_take
+
+from testkit.cmu_take import cmu_take
 
 # Bones whose heads are compared: the root (carries root motion) and the ends of the limbs.
 PROBES = ("pelvis", "shin.L", "foot.R", "forearm.L", "hand.R", "neck")

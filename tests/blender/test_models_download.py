@@ -43,7 +43,7 @@ def server():
 @pytest.fixture
 def registry(addon, server, tmp_path):
     """The add-on's model registry pointed at the loopback server; the model folder in tmp_path."""
-    model_files = sys.modules[ADDON_MODULE + ".instanthmr_blender.model_files"]
+    model_files = sys.modules[ADDON_MODULE + ".instanthmr_blender.models.files"]
     saved = dict(model_files.KNOWN_MODELS)
     model_files.KNOWN_MODELS["instanthmr"] = dataclasses.replace(
         saved["instanthmr"], url=server + "/instanthmr.onnx", sha256=None)
@@ -119,7 +119,7 @@ def test_command_line_downloads_the_chosen_size_and_records_its_licence(registry
     import socket
     from importlib import import_module
 
-    from contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
+    from testkit.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
 
     base = registry.KNOWN_MODELS["instanthmr"].url.rsplit("/", 1)[0]
     built = tmp_path / "published"

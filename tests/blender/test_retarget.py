@@ -11,8 +11,9 @@ import bpy
 import numpy as np
 import pytest
 from capture_helpers import EXACT, AddonApi, fresh_scene, take_from_cmu
-from cmu_take import cmu_take
 from mathutils import Matrix, Vector
+
+from testkit.cmu_take import cmu_take
 
 # DEF chain of the generated Rigify rig -> the capture bone whose direction it must follow. Neck and head are
 # left out: the CMU take has no face keypoints, so the capture never keys them.

@@ -84,8 +84,9 @@ def check_rigs_land_on_the_fixtures(api, take, fixtures_dir):
 
 
 def test_capture_with_the_sam3d_backend(addon, api, worker_python, fixtures_dir, tmp_path, capsys):
-    from contract_models import DetectorBox, build_rfdetr_model
     from sam3d_setup import FOCAL, detector_boxes, make_checkpoint, render_test_image
+
+    from testkit.contract_models import DetectorBox, build_rfdetr_model
 
     models = tmp_path / "models"
     build_rfdetr_model(models / "rfdetr-nano.onnx", boxes=tuple(DetectorBox(*b) for b in detector_boxes(fixtures_dir)))

@@ -135,7 +135,7 @@ def test_preferences_draw(addon):
 
 
 def test_preferences_offer_int8_only_with_its_fidelity(addon, tmp_path):
-    quantized = importlib.import_module(ADDON_MODULE + ".instanthmr_blender.quantized")
+    quantized = importlib.import_module(ADDON_MODULE + ".instanthmr_blender.models.int8")
     FidelityReport, int8_model_path, report_path = (
         quantized.FidelityReport, quantized.int8_model_path, quantized.report_path)
     prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences

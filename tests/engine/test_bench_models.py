@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from instanthmr_blender.hmr import InstantHMR
+from instanthmr_blender.pose.hmr import InstantHMR
+from testkit.torch_compat import work_around_mismatched_torchvision
 from tests.engine.conftest import REPO_ROOT
-from tests.torch_compat import work_around_mismatched_torchvision
 
 # torch's ONNX exporter explains itself at length while tracing; expected here
 pytestmark = [
@@ -56,8 +56,8 @@ def test_the_bound_is_the_needed_work_one_call_after_another():
 def test_the_replay_makes_the_captures_own_calls_again_on_the_same_frames(fixtures_dir):
     """The replayed bound: every call the capture logged, once, on the frame it was made on, with its boxes."""
     bench = load_tool("bench_pipeline")
-    from instanthmr_blender.frames import open_source
-    from instanthmr_blender.pipeline import CaptureSettings
+    from instanthmr_blender.capture.offline import CaptureSettings
+    from instanthmr_blender.video.frames import open_source
 
     clip = fixtures_dir / "video" / "two_people_walking.mp4"
     settings = CaptureSettings(source=str(clip), start=3, end=15, step=2)

@@ -1,10 +1,10 @@
-"""The BVH reader (instanthmr_blender.bvh) on the real CMU file and on small hand-written files."""
+"""The BVH reader (testkit.bvh) on the real CMU file and on small hand-written files."""
 
 import numpy as np
 import pytest
 
-from instanthmr_blender.bvh import BvhError, keypoints_from_bvh, read_bvh
-from tests.cmu_take import CMU_UNIT_METRES, load_cmu
+from testkit.bvh import BvhError, keypoints_from_bvh, read_bvh
+from testkit.cmu_take import CMU_UNIT_METRES, load_cmu
 
 _SMALL = """HIERARCHY
 ROOT root

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instanthmr_blender import detector as detector_module
-from instanthmr_blender.detector import (
+from instanthmr_blender.models.runtime import ModelError
+from instanthmr_blender.pose import detector as detector_module
+from instanthmr_blender.pose.detector import (
     NO_WEIGHTS,
     DetectorUnavailable,
     OnnxRFDETR,
@@ -16,8 +17,7 @@ from instanthmr_blender.detector import (
     decode_rfdetr,
     preprocess_rfdetr,
 )
-from instanthmr_blender.runtime import ModelError
-from tests.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
+from testkit.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
 
 
 class RecordingSession:

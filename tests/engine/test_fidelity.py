@@ -1,4 +1,4 @@
-"""Backend fidelity figures (instanthmr_blender.fidelity) and tools/compare_backends.py on the fixture people."""
+"""Backend fidelity figures (instanthmr_blender.models.fidelity) and tools/compare_backends.py on the fixture people."""
 
 import importlib.util
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instanthmr_blender.fidelity import Deviations, rigid_align
+from instanthmr_blender.models.fidelity import Deviations, rigid_align
 from tests import sam3d_setup
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_compare_tool_runs_both_sam3d_backbones_on_the_same_crops(compare_tool, 
     torch = pytest.importorskip("torch")
     import cv2
 
-    from instanthmr_blender.sam3d_import import import_sam3d_results
+    from instanthmr_blender.capture.sam3d_import import import_sam3d_results
     from instanthmr_blender.take import save_take
 
     image = tmp_path / "people.png"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from video_tags import set_mp4_rotation
 
-from instanthmr_blender import frames
-from instanthmr_blender.frames import FrameSourceError, open_source, rotate_frame
+from instanthmr_blender.video import frames
+from instanthmr_blender.video.frames import FrameSourceError, open_source, rotate_frame
 
 FIXTURE_CLIPS = [
     # name, width, height, fps, frame count

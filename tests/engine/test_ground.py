@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from instanthmr_blender import solve
-from instanthmr_blender.rotations import axis_rotation
-from instanthmr_blender.skeleton import BONE_INDEX
 from instanthmr_blender.solve import contacts, ground
-from tests.cmu_take import cmu_take
+from instanthmr_blender.solve.rotations import axis_rotation
+from instanthmr_blender.solve.skeleton import BONE_INDEX
+from testkit.cmu_take import cmu_take
 
 
 def test_camera_world_conversion_round_trip_and_axes():

@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from instanthmr_blender.hmr import (
+from instanthmr_blender.models.runtime import ModelError
+from instanthmr_blender.pose.hmr import (
     CropWindow,
     InstantHMR,
     cliff_condition,
@@ -13,8 +14,7 @@ from instanthmr_blender.hmr import (
     map_outputs,
     normalise_crops,
 )
-from instanthmr_blender.runtime import ModelError
-from tests.contract_models import build_instanthmr_model, build_wrong_size_model, stand_in_cam_trans
+from testkit.contract_models import build_instanthmr_model, build_wrong_size_model, stand_in_cam_trans
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from instanthmr_blender.hmr import InstantHMR, crop_person, normalise_crops
-from instanthmr_blender.hmr_graph import ANGULAR, PIXEL, capture_camera, cliff_angular, cliff_pixel
-from instanthmr_blender.lens import Lens, LensError
-from instanthmr_blender.runtime import ModelError
-from tests.contract_models import build_instanthmr_model, stand_in_cam_trans, stand_in_cam_trans_angular
+from instanthmr_blender.models.runtime import ModelError
+from instanthmr_blender.pose.hmr import InstantHMR, crop_person, normalise_crops
+from instanthmr_blender.pose.hmr_graph import ANGULAR, PIXEL, capture_camera, cliff_angular, cliff_pixel
+from instanthmr_blender.video.lens import Lens, LensError
+from testkit.contract_models import build_instanthmr_model, stand_in_cam_trans, stand_in_cam_trans_angular
 
 IMAGE_SIZE = (994, 1768)
 DIAGONAL = math.hypot(1768, 994)
@@ -165,7 +165,7 @@ def test_a_pixel_form_graph_given_a_focal_length_moves_people_in_depth(tmp_path,
 
 
 def test_capture_camera_by_hand():
-    from instanthmr_blender.hmr_graph import HMRGraph
+    from instanthmr_blender.pose.hmr_graph import HMRGraph
 
     def graph(form):
         return HMRGraph("image", "float32", False, 224, "cliff_cond", "float32", form, None, {})

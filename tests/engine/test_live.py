@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from instanthmr_blender.live import (
+from instanthmr_blender.capture.live import (
     LiveCapture,
     LiveError,
     LivePersonSolver,
@@ -16,15 +16,15 @@ from instanthmr_blender.live import (
     record_live,
     take_columns,
 )
-from instanthmr_blender.live_source import LiveSource, LiveSourceError, parse_source
-from instanthmr_blender.pipeline import CaptureSettings, build_models
-from instanthmr_blender.skeleton import BONE_INDEX, CAPTURE_RIG, MHR70_INDEX
+from instanthmr_blender.capture.offline import CaptureSettings, build_models
 from instanthmr_blender.solve import build_rest, forward_kinematics, ground, solve_pose
 from instanthmr_blender.solve import smooth as filters
 from instanthmr_blender.solve.frame_solve import FramePoseSolver
-from tests.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model, load_sample_pose
-from tests.mjpeg_server import MjpegServer, encode_video, solid_frames, unused_port
-from tests.realnet_take import realnet_take
+from instanthmr_blender.solve.skeleton import BONE_INDEX, CAPTURE_RIG, MHR70_INDEX
+from instanthmr_blender.video.live_source import LiveSource, LiveSourceError, parse_source
+from testkit.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model, load_sample_pose
+from testkit.mjpeg_server import MjpegServer, encode_video, solid_frames, unused_port
+from testkit.realnet_take import realnet_take
 
 TIMEOUT = 1.5  # seconds: the live source's open / read timeout in these tests
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instanthmr_blender import mesh, mesh_worker
-from instanthmr_blender.model_files import ModelDownloadError
+from instanthmr_blender import mesh
+from instanthmr_blender.models.files import ModelDownloadError
 from instanthmr_blender.solve import ground
 from instanthmr_blender.take import Take
-from tests import mhr_stub
+from instanthmr_blender.workers import mesh_worker
+from testkit import mhr_stub
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # A camera 3 m up, looking level along world +Y, a little turned: any rigid placement will do.

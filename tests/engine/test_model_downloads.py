@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from instanthmr_blender.model_files import (
+from instanthmr_blender.models.files import (
     HASHES_FILE,
     KNOWN_MODELS,
     ModelDownloadError,
@@ -18,7 +18,7 @@ from instanthmr_blender.model_files import (
     download_missing,
     fetch_instructions,
 )
-from instanthmr_blender.model_registry import registry
+from instanthmr_blender.models.registry import registry
 
 HMR_PATH = "/momolesang/InstantHMR/resolve/main/instanthmr-nano-fit1.onnx"
 DETECTOR_PATH = "/AnnotateIt/rfdetr-nano-coco-onnx/resolve/main/model.onnx"

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from instanthmr_blender.model_files import (
+from instanthmr_blender.models.files import (
     HASHES_FILE,
     KNOWN_MODELS,
     DownloadCancelled,
@@ -20,7 +20,7 @@ from instanthmr_blender.model_files import (
     download,
     sha256_of,
 )
-from instanthmr_blender.model_registry import registry
+from instanthmr_blender.models.registry import registry
 
 CONTENT = np.random.default_rng(7).integers(0, 256, 1_000_000, dtype=np.uint8).tobytes()
 CONTENT_SHA = hashlib.sha256(CONTENT).hexdigest()

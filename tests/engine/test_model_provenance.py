@@ -6,11 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from instanthmr_blender import model_registry, provenance
-from instanthmr_blender.model_files import HASHES_FILE, sha256_of
-from instanthmr_blender.pipeline import CaptureSettings, capture
+from instanthmr_blender.capture import provenance
+from instanthmr_blender.capture.offline import CaptureSettings, capture
+from instanthmr_blender.models import registry as model_registry
+from instanthmr_blender.models.files import HASHES_FILE, sha256_of
 from instanthmr_blender.take import load_take, save_take
-from tests.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
+from testkit.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
 
 FRAMES = 8
 TWO_PEOPLE = (DetectorBox(0.30, 0.55, 0.10, 0.50, logit=3.0), DetectorBox(0.70, 0.55, 0.12, 0.55, logit=2.0))
@@ -86,7 +87,7 @@ def test_the_take_names_the_weights_and_their_licence(tmp_path, fixtures_dir, de
 def test_pinned_hashes_decide_over_names(tmp_path, fixtures_dir, monkeypatch):
     graph_file = build_instanthmr_model(tmp_path / "my-export.onnx")
     sha = sha256_of(graph_file)
-    from instanthmr_blender.hmr import InstantHMR
+    from instanthmr_blender.pose.hmr import InstantHMR
 
     hmr = InstantHMR(graph_file, device="cpu")
     camera = hmr.camera((994, 1768))
@@ -108,7 +109,7 @@ def test_pinned_hashes_decide_over_names(tmp_path, fixtures_dir, monkeypatch):
 
 
 def test_a_bad_lens_is_refused_before_the_capture(fixtures_dir, detector, tmp_path):
-    from instanthmr_blender.lens import LensError
+    from instanthmr_blender.video.lens import LensError
 
     hmr = build_instanthmr_model(tmp_path / "instanthmr.onnx")
     with pytest.raises(LensError, match=r"lens \(mm\) must be a positive number, got -5"):

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from instanthmr_blender.model_files import KNOWN_MODELS
-from instanthmr_blender.model_registry import (
+from instanthmr_blender.models.files import KNOWN_MODELS
+from instanthmr_blender.models.registry import (
     DEFAULT_FIT,
     DEFAULT_SIZE,
     REGISTRY_FILE,

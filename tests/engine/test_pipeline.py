@@ -6,10 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instanthmr_blender.detector import OnnxRFDETR
-from instanthmr_blender.frames import FrameSourceError
-from instanthmr_blender.hmr import InstantHMR
-from instanthmr_blender.pipeline import (
+from instanthmr_blender.capture.offline import (
     CaptureCancelled,
     CaptureError,
     CaptureSettings,
@@ -18,8 +15,11 @@ from instanthmr_blender.pipeline import (
     capture,
     run_capture,
 )
+from instanthmr_blender.pose.detector import OnnxRFDETR
+from instanthmr_blender.pose.hmr import InstantHMR
 from instanthmr_blender.take import Take
-from tests.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
+from instanthmr_blender.video.frames import FrameSourceError
+from testkit.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
 
 FRAMES = 24
 # Where the stand-in detector "sees" two people in every frame (normalised cx, cy, w, h).
@@ -180,8 +180,8 @@ def test_bad_inputs_are_clear_errors(models, settings, tmp_path):
 
 def test_an_exception_while_decoding_reaches_the_caller(models, settings, monkeypatch):
     """A source that breaks after a few frames (a damaged file): the error names the stage and frame."""
-    from instanthmr_blender import pipeline
-    from instanthmr_blender.frames import open_source
+    from instanthmr_blender.capture import offline as pipeline
+    from instanthmr_blender.video.frames import open_source
 
     real = open_source(settings.source)
 

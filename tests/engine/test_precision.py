@@ -10,17 +10,17 @@ import pytest
 from onnx import helper, numpy_helper
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from instanthmr_blender import precision
-from instanthmr_blender.hmr import InstantHMR
-from instanthmr_blender.model_files import sha256_of
-from instanthmr_blender.precision import (
+from instanthmr_blender.models import fp16 as precision
+from instanthmr_blender.models.files import sha256_of
+from instanthmr_blender.models.fp16 import (
     CACHE_TAG,
     ConversionUnsupported,
     cached_fp32_path,
     convert_fp16_to_fp32,
     fp32_model_for_cpu,
 )
-from tests.contract_models import build_instanthmr_model
+from instanthmr_blender.pose.hmr import InstantHMR
+from testkit.contract_models import build_instanthmr_model
 
 IMAGE_SIZE = (994, 1768)
 #: fp16 has an 11-bit significand: results agree to a few units in the last place of fp16.

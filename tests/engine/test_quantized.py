@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from instanthmr_blender.fidelity import rigid_align
-from instanthmr_blender.hmr import InstantHMR
-from instanthmr_blender.quantized import (
+from instanthmr_blender.models.fidelity import rigid_align
+from instanthmr_blender.models.int8 import (
     FidelityReport,
     aligned_deviation,
     choose_hmr_model,
@@ -21,8 +20,9 @@ from instanthmr_blender.quantized import (
     report_path,
     summary_stats,
 )
-from instanthmr_blender.runtime import ModelError
-from tests.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model, load_sample_pose
+from instanthmr_blender.models.runtime import ModelError
+from instanthmr_blender.pose.hmr import InstantHMR
+from testkit.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model, load_sample_pose
 from tests.engine.conftest import REPO_ROOT
 
 FP32_BYTES = b"fp32"

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.torch_compat import work_around_mismatched_torchvision
+from testkit.torch_compat import work_around_mismatched_torchvision
 
 # Input size for the tests: a multiple of 32 below nano's 384, to keep predict and export fast on two cores.
 RESOLUTION = 192
@@ -22,7 +22,7 @@ rfdetr = pytest.importorskip(
 )
 import torch  # noqa: E402  (after the skip: rfdetr brings torch)
 
-from instanthmr_blender.detector import (  # noqa: E402
+from instanthmr_blender.pose.detector import (  # noqa: E402
     MIN_BOX_SIZE,
     NO_WEIGHTS,
     Detections,

@@ -1,8 +1,8 @@
-"""Quaternion and frame maths (instanthmr_blender.rotations)."""
+"""Quaternion and frame maths (instanthmr_blender.solve.rotations)."""
 
 import numpy as np
 
-from instanthmr_blender import rotations as r
+from instanthmr_blender.solve import rotations as r
 
 
 def _random_quats(count, seed=0):

@@ -3,9 +3,9 @@
 import onnxruntime as ort
 import pytest
 
-from instanthmr_blender import runtime
-from instanthmr_blender.runtime import ModelError, TensorSpec, check_signature, create_session
-from tests.contract_models import (
+from instanthmr_blender.models import runtime
+from instanthmr_blender.models.runtime import ModelError, TensorSpec, check_signature, create_session
+from testkit.contract_models import (
     build_instanthmr_model,
     build_rfdetr_model,
     build_wrong_size_model,

@@ -1,4 +1,4 @@
-"""SAM 3D Body as a backend (instanthmr_blender.sam3d, sam3d_worker): the worker runs under the dev venv's Python
+"""SAM 3D Body as a backend (instanthmr_blender.pose.sam3d, sam3d_worker): the worker runs under the dev venv's Python
 (it has torch) with the stub estimator on its path, answering with the real SAM 3D Body fixture outputs."""
 
 import os
@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from instanthmr_blender import sam3d, sam3d_worker
+from instanthmr_blender.pose import sam3d
+from instanthmr_blender.workers import sam3d_worker
 from tests import sam3d_setup
 
 pytest.importorskip("torch")
@@ -204,8 +205,8 @@ def test_hanging_worker_times_out_and_is_stopped(fixtures_dir, tmp_path):
 def test_capture_with_sam3d_gives_a_take_in_the_contract(checkpoint, fixtures_dir, tmp_path, lens):
     import cv2
 
-    from instanthmr_blender.pipeline import CaptureSettings, capture
-    from tests.contract_models import DetectorBox, build_rfdetr_model
+    from instanthmr_blender.capture.offline import CaptureSettings, capture
+    from testkit.contract_models import DetectorBox, build_rfdetr_model
 
     image = tmp_path / "people.png"
     cv2.imwrite(str(image), cv2.cvtColor(sam3d_setup.render_test_image(fixtures_dir), cv2.COLOR_RGB2BGR))
@@ -228,7 +229,7 @@ def test_capture_with_sam3d_gives_a_take_in_the_contract(checkpoint, fixtures_di
 
 
 def test_capture_setup_problems_come_before_any_model_loads(fixtures_dir, tmp_path):
-    from instanthmr_blender.pipeline import CaptureError, CaptureSettings, capture
+    from instanthmr_blender.capture.offline import CaptureError, CaptureSettings, capture
 
     settings = CaptureSettings(source=str(tmp_path / "any.png"), backend="sam3d",
                                sam3d=sam3d.Sam3DSettings(python=sys.executable, checkpoint=str(tmp_path)))

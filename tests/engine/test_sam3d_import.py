@@ -1,4 +1,4 @@
-"""Importing SAM 3D Body results saved from the upstream demo (instanthmr_blender.sam3d_import): the real
+"""Importing SAM 3D Body results saved from the upstream demo (instanthmr_blender.capture.sam3d_import): the real
 fixture outputs written out in the demo's layout, as .npz and as .pkl, become a take; the tracker links people
 across frames; the camera is checked; a pickle that names code is refused before anything runs."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instanthmr_blender.sam3d_import import Sam3DImportError, frame_key, import_sam3d_results, load_pickle_data
+from instanthmr_blender.capture.sam3d_import import Sam3DImportError, frame_key, import_sam3d_results, load_pickle_data
 from instanthmr_blender.take import load_take, save_take
 from tests import sam3d_setup
 

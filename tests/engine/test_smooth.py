@@ -8,7 +8,7 @@ import pytest
 from instanthmr_blender import solve
 from instanthmr_blender.solve import ground
 from instanthmr_blender.solve import smooth as filters
-from tests.cmu_take import cmu_take
+from testkit.cmu_take import cmu_take
 
 
 def test_one_euro_basics_and_nan_reset():

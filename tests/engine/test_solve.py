@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from instanthmr_blender import skeleton, solve
-from instanthmr_blender.rotations import matrix_from_quat, normalize
-from instanthmr_blender.solve import ground
-from tests.cmu_take import cmu_take
+from instanthmr_blender import solve
+from instanthmr_blender.solve import ground, skeleton
+from instanthmr_blender.solve.rotations import matrix_from_quat, normalize
+from testkit.cmu_take import cmu_take
 
 EXACT = solve.SolveOptions(smoothing="off", foot_lock=False, symmetric_lengths=False)
 

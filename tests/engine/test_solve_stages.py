@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from instanthmr_blender import solve
-from instanthmr_blender.skeleton import MHR70_INDEX as K
 from instanthmr_blender.solve import clean, ground
-from tests.cmu_take import cmu_take
-from tests.realnet_take import cmu_exactness, frame_columns, realnet_figures, realnet_take
+from instanthmr_blender.solve.skeleton import MHR70_INDEX as K
+from testkit.cmu_take import cmu_take
+from testkit.realnet_take import cmu_exactness, frame_columns, realnet_figures, realnet_take
 
 DEFAULT = solve.SolveOptions()
 NO_LOCK = solve.SolveOptions(foot_lock=False)

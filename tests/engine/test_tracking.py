@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from instanthmr_blender.tracking import (
+from instanthmr_blender.capture.tracking import (
     PersonTracker,
     TrackerSettings,
     box_iou,

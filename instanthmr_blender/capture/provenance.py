@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .hmr_graph import CaptureCamera, HMRGraph
-from .model_files import ModelDownloadError, read_recorded_hashes, sha256_of
-from .model_registry import HMRModel, registry
+from ..models.files import ModelDownloadError, read_recorded_hashes, sha256_of
+from ..models.registry import HMRModel, registry
+from ..pose.hmr_graph import CaptureCamera, HMRGraph
 
 UNKNOWN_LICENCE = "unknown: not a published InstantHMR file this add-on knows; check its licence yourself"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr_blender.bvh import Bvh, keypoints_from_bvh, read_bvh
-from instanthmr_blender.skeleton import MHR70_INDEX
+from instanthmr_blender.solve.skeleton import MHR70_INDEX
+from testkit.bvh import Bvh, keypoints_from_bvh, read_bvh
 
 CMU_UNIT_METRES = 0.05644
 CMU_RELATIVE_PATH = Path("mocap") / "cmu_01_01.bvh"

@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..models.runtime import create_session
+from ..video.lens import Lens
 from .detector import imagenet_chw
 from .hmr_graph import (
     ANGULAR,
@@ -28,8 +30,6 @@ from .hmr_graph import (
     prepare_crops,
     read_graph,
 )
-from .lens import Lens
-from .runtime import create_session
 
 #: The first release's crop size; other graphs give theirs (HMRGraph.crop_size).
 CROP_SIZE = 224

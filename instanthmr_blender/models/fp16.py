@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_files import file_identity, sha256_of
+from .files import file_identity, sha256_of
 
 FLOAT, FLOAT16 = 1, 10  # TensorProto.DataType values
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5

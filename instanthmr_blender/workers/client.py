@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .worker_protocol import read_message, write_message
+from .protocol import read_message, write_message
 
 #: Environment variables of Blender's Python that would break another Python (and `-E` ignores anyway).
 _FOREIGN_PYTHON_VARIABLES = ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .rotations import axis_rotation
+from instanthmr_blender.solve.rotations import axis_rotation
 
 _ROTATION_CHANNELS = {"Xrotation": "X", "Yrotation": "Y", "Zrotation": "Z"}
 _POSITION_CHANNELS = {"Xposition": 0, "Yposition": 1, "Zposition": 2}

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .take import Take, TakeBuilder, TakeError
+from ..take import Take, TakeBuilder, TakeError
 from .tracking import PersonTracker, TrackerSettings, keypoint_extent
 
 RESULT_SUFFIXES = (".npz", ".pkl", ".pickle")

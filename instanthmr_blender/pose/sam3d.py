@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import sam3d_worker
-from .lens import Lens
-from .worker_client import WorkerProcess
+from ..video.lens import Lens
+from ..workers import sam3d_worker
+from ..workers.client import WorkerProcess
 
 if TYPE_CHECKING:
     from .hmr import PersonPoses

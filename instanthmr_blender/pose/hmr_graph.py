@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..models.runtime import ModelError, describe_io, dtype_name, model_metadata
 from .detector import imagenet_chw
-from .runtime import ModelError, describe_io, dtype_name, model_metadata
 
 PIXEL = "pixel"
 ANGULAR = "angular"

@@ -1,11 +1,11 @@
 """Runs Meta's MHR TorchScript body module (`mhr_model.pt`) for the body mesh, in-process or as a worker process.
 
 Standalone on purpose: `python mesh_worker.py MODEL.pt` runs under any Python that has numpy and torch (not
-Blender's), imports nothing from the add-on but the protocol file beside it, and speaks that protocol over
-stdin/stdout.
-The engine (`mesh.py`) imports the same functions to run the module in-process; torch is imported lazily.
+Blender's), imports nothing from the add-on but the protocol file beside it (loaded by `bootstrap.py`), and
+speaks that protocol over stdin/stdout.
+The engine (`mesh/`) imports the same functions to run the module in-process; torch is imported lazily.
 
-Protocol: `worker_protocol.py` (length-prefixed JSON headers and `.npy` arrays, no pickle). The worker first sends
+Protocol: `protocol.py` (length-prefixed JSON headers and `.npy` arrays, no pickle). The worker first sends
 `{"op": "ready", "num_vertices", "num_faces", "torch"}` with the faces `(Fc, 3) int32`, or an error. Requests:
 `{"op": "evaluate"}` with identity `(B, 45) float32` and model_params `(B, 204) float32` -> `{"op": "vertices"}`
 with verts `(B, V, 3) float32` (cm, MHR-native axes); `{"op": "echo"}` -> the same arrays back; `{"op":
@@ -15,27 +15,19 @@ kind is "torch" (torch missing), "module" (the file is not a usable MHR module) 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-
-if __name__ == "__main__" and sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    # Run as a script, Python puts this folder first on sys.path, where the add-on's own modules (frames.py,
-    # runtime.py, ...) could shadow the packages torch needs.
-    sys.path.pop(0)
-
-import os
 
 import numpy as np
 
 if __package__:
-    from .worker_protocol import read_message, run_worker, write_message
-else:  # run as a script: the shared protocol file sits beside this one (loaded by path, see above)
-    import importlib.util
+    from .protocol import read_message, run_worker, write_message
+else:  # run as a script under another Python: bootstrap.py beside this file comes first
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bootstrap import protocol_functions
 
-    _spec = importlib.util.spec_from_file_location("worker_protocol", Path(__file__).with_name("worker_protocol.py"))
-    _protocol = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_protocol)
-    read_message, run_worker, write_message = _protocol.read_message, _protocol.run_worker, _protocol.write_message
+    read_message, run_worker, write_message = protocol_functions()
 
 NUM_IDENTITY = 45
 NUM_MODEL_PARAMS = 204

@@ -2,8 +2,8 @@
 
 Standalone on purpose: `python sam3d_worker.py --checkpoint DIR [--code DIR] [--backbone FILE] [--device D]`
 runs under a Python that has torch and the upstream `sam-3d-body` code (installed, or its checkout given as
-`--code`), imports nothing from the add-on but `worker_protocol.py` beside it, and speaks that protocol on
-stdin/stdout (length-prefixed JSON headers and `.npy` arrays, no pickle).
+`--code`), imports nothing from the add-on but `protocol.py` beside it (loaded by `bootstrap.py`), and
+speaks that protocol on stdin/stdout (length-prefixed JSON headers and `.npy` arrays, no pickle).
 
 The model is built and called as upstream's demo does: `load_sam_3d_body(checkpoint_path=DIR/model.ckpt,
 device, mhr_path=DIR/assets/mhr_model.pt)` (it reads `DIR/model_config.yaml`), `SAM3DBodyEstimator(
@@ -27,29 +27,21 @@ folder is not a SAM 3D Body checkpoint), "torch", "environment" (no upstream cod
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __name__ == "__main__" and sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    # Run as a script, Python puts this folder first on sys.path, where the add-on's own modules (frames.py,
-    # runtime.py, ...) could shadow the packages torch and sam-3d-body need.
-    sys.path.pop(0)
-
 import argparse
 import hashlib
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 if __package__:
-    from .worker_protocol import read_message, run_worker, write_message
-else:  # run as a script: the shared protocol file sits beside this one (loaded by path, see above)
-    import importlib.util
+    from .protocol import read_message, run_worker, write_message
+else:  # run as a script under another Python: bootstrap.py beside this file comes first
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bootstrap import protocol_functions
 
-    _spec = importlib.util.spec_from_file_location("worker_protocol", Path(__file__).with_name("worker_protocol.py"))
-    _protocol = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_protocol)
-    read_message, run_worker, write_message = _protocol.read_message, _protocol.run_worker, _protocol.write_message
+    read_message, run_worker, write_message = protocol_functions()
 
 #: What a SAM 3D Body checkpoint folder holds (Hugging Face `facebook/sam-3d-body-dinov3`).
 CHECKPOINT_FILES = ("model.ckpt", "model_config.yaml", "assets/mhr_model.pt")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model_registry import HMRModel, registry
+from .registry import HMRModel, registry
 
 HASHES_FILE = "hashes.json"
 PART_SUFFIX = ".part"

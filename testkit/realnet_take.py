@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from instanthmr_blender.skeleton import MHR70_INDEX
 from instanthmr_blender.solve import SolveOptions, forward_kinematics, solve_take
 from instanthmr_blender.solve.quality import Figures, figures
+from instanthmr_blender.solve.skeleton import MHR70_INDEX
 from instanthmr_blender.take import Take, load_take
 
 REALNET_RELATIVE_PATH = Path("realnet") / "one_person_lab.mediapipe.take.npz"

@@ -24,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from .detector import Detections, OnnxRFDETR, PersonDetector, TorchRFDETR
-from .frames import FrameSourceError, open_source
-from .hmr import InstantHMR
-from .lens import DEFAULT_SENSOR_WIDTH_MM, Lens, LensError
+from ..models.runtime import DEVICE_PROVIDERS, ModelError
+from ..pose.detector import Detections, OnnxRFDETR, PersonDetector, TorchRFDETR
+from ..pose.hmr import InstantHMR
+from ..pose.sam3d import BACKENDS, Sam3DBody, Sam3DError, Sam3DSettings
+from ..take import Take, TakeBuilder, TakeError
+from ..video.frames import FrameSourceError, open_source
+from ..video.lens import DEFAULT_SENSOR_WIDTH_MM, Lens, LensError
 from .provenance import model_provenance
-from .runtime import DEVICE_PROVIDERS, ModelError
-from .sam3d import BACKENDS, Sam3DBody, Sam3DError, Sam3DSettings
-from .take import Take, TakeBuilder, TakeError
 from .tracking import PersonTracker, TrackerSettings, box_iou, keypoint_confidence
 
 #: How long a blocked queue operation waits before looking at the stop/cancel flags again, seconds.

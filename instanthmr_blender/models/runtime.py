@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from .precision import fp32_model_for_cpu
+from .fp16 import fp32_model_for_cpu
 
 _LOG = logging.getLogger("instanthmr")
 

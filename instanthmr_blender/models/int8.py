@@ -164,7 +164,7 @@ def int8_problem(model_path: str | os.PathLike) -> str | None:
 
 def _other_model(path: Path, report: FidelityReport, *, hashed: bool) -> str | None:
     """A line when `report` was measured on another file than `path` (its size, and with `hashed` its SHA-256)."""
-    from .model_files import sha256_of
+    from .files import sha256_of
 
     try:
         same = report.model_bytes == path.stat().st_size and (not hashed or report.model_sha256 == sha256_of(path))

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-REGISTRY_FILE = Path(__file__).with_name("model_registry.json")
+REGISTRY_FILE = Path(__file__).with_name("registry.json")
 REGISTRY_FORMAT = "instanthmr-model-registry"
 #: The file every earlier version of the add-on used: still the default choice, so existing users keep working.
 DEFAULT_SIZE = "first_release"

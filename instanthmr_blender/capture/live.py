@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detector import PersonDetector
-from .hmr import InstantHMR
-from .live_source import LiveSource, LiveSourceError
-from .pipeline import _USER_ERRORS, CaptureSettings, Frame, process_frame
+from ..pose.detector import PersonDetector
+from ..pose.hmr import InstantHMR
+from ..solve import RigRest, SolveError, build_rest, ground, smooth
+from ..solve.frame_solve import FramePoseSolver
+from ..take import Take, TakeBuilder
+from ..video.live_source import LiveSource, LiveSourceError
+from .offline import _USER_ERRORS, CaptureSettings, Frame, process_frame
 from .provenance import model_provenance
-from .solve import RigRest, SolveError, build_rest, ground, smooth
-from .solve.frame_solve import FramePoseSolver
-from .take import Take, TakeBuilder
 from .tracking import PersonTracker, TrackerSettings
 
 #: Stage times and latency are averaged over this many recent frames (about a second at 30 fps).

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .runtime import ModelError, TensorSpec, check_signature, create_session, fixed_batch_size
+from ..models.runtime import ModelError, TensorSpec, check_signature, create_session, fixed_batch_size
 
 _LOG = logging.getLogger("instanthmr")
 

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import mesh_worker
-from .model_files import KNOWN_MODELS, download
-from .worker_client import WorkerProcess
+from ..models.files import KNOWN_MODELS, download
+from ..workers import mesh_worker
+from ..workers.client import WorkerProcess
 
 WORKER_SCRIPT = Path(mesh_worker.__file__).resolve()
 MODULE_FILENAME = "mhr_model.pt"
