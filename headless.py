@@ -21,7 +21,8 @@ from pathlib import Path
 import bpy
 
 from . import headless_live
-from .instanthmr_blender.capture.offline import CaptureError, CaptureSettings, CaptureSummary, Progress, capture
+from .instanthmr_blender.capture.offline import capture
+from .instanthmr_blender.capture.settings import CaptureError, CaptureSettings, CaptureSummary, Progress
 from .instanthmr_blender.mesh import MeshError
 from .instanthmr_blender.models.files import KNOWN_MODELS, ModelDownloadError
 from .instanthmr_blender.models.registry import RegistryError, registry

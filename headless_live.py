@@ -71,7 +71,7 @@ def record(args, capture_settings, say):
     settings = LiveSettings(str(source), capture_settings, width=args.camera_size[0], height=args.camera_size[1],
                             fps=args.camera_fps, timeout=args.source_timeout, take_fps=args.take_fps,
                             solve_live=False)
-    from .instanthmr_blender.capture.offline import build_models
+    from .instanthmr_blender.capture.loading import build_models
 
     # the source first: an absent camera or a wrong URL fails before the models are loaded
     opened = LiveSource(settings.source, width=settings.width, height=settings.height, fps=settings.fps,

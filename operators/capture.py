@@ -34,7 +34,7 @@ from .worker import WorkerJob
 if TYPE_CHECKING:
     # The capture pipeline (ONNX Runtime, OpenCV) is imported when a capture starts, not when the add-on is
     # enabled: Blender's start-up does not pay for it.
-    from ..instanthmr_blender.capture.offline import CaptureSettings, Progress
+    from ..instanthmr_blender.capture.settings import CaptureSettings, Progress
 
 PUMP_SECONDS = 0.1
 #: How the minimum-track-length setting is named in messages (its label in the People sub-panel).
@@ -66,7 +66,8 @@ class CaptureJob(WorkerJob):
     thread_name = "InstantHMR capture"
 
     def _run(self) -> None:
-        from ..instanthmr_blender.capture.offline import CaptureCancelled, capture
+        from ..instanthmr_blender.capture.offline import capture
+        from ..instanthmr_blender.capture.settings import CaptureCancelled
 
         try:
             summaries = []
@@ -172,7 +173,7 @@ def model_settings(context, source: str) -> CaptureSettings:
         raise CaptureInputError("Model files missing: " + "; ".join(missing)
                                 + ". Download them in the add-on preferences or set their paths there")
     device = scene_settings.device if scene_settings.device != "auto" else prefs.default_device
-    from ..instanthmr_blender.capture.offline import CaptureSettings
+    from ..instanthmr_blender.capture.settings import CaptureSettings
 
     return CaptureSettings(
         source=source,

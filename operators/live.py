@@ -45,7 +45,7 @@ class LiveStartJob(WorkerJob):
 
     def _run(self) -> None:
         from ..instanthmr_blender.capture.live import LiveCapture
-        from ..instanthmr_blender.capture.offline import build_models
+        from ..instanthmr_blender.capture.loading import build_models
 
         try:
             detector, hmr = build_models(self.settings.capture)

@@ -42,13 +42,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # so `instanthmr_blender` (the bpy-free engine) and `testkit.contract_models` import as top-level packages.
 sys.path.insert(0, str(REPO_ROOT))
 
-from instanthmr_blender.capture.offline import (  # noqa: E402
-    CaptureError,
-    CaptureSettings,
-    Progress,
-    build_models,
-    run_capture,
-)
+from instanthmr_blender.capture.loading import build_models  # noqa: E402
+from instanthmr_blender.capture.offline import run_capture  # noqa: E402
+from instanthmr_blender.capture.settings import CaptureError, CaptureSettings, Progress  # noqa: E402
 from instanthmr_blender.models.runtime import ModelError  # noqa: E402
 from instanthmr_blender.pose.detector import (  # noqa: E402
     NUM_CLASSES,

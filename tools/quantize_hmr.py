@@ -29,7 +29,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from instanthmr_blender.capture.offline import CaptureError, CaptureSettings, capture  # noqa: E402
+from instanthmr_blender.capture.offline import capture  # noqa: E402
+from instanthmr_blender.capture.settings import CaptureError, CaptureSettings  # noqa: E402
 from instanthmr_blender.models.files import sha256_of  # noqa: E402
 from instanthmr_blender.models.fp16 import fp32_model_for_cpu  # noqa: E402
 from instanthmr_blender.models.int8 import (  # noqa: E402

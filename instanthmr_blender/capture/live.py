@@ -5,7 +5,7 @@ its camera time) and turns them into a take like an offline capture's.
 Latency, not completeness, matters live: a grabber thread reads the source continuously and keeps only the newest
 frame; the processing thread takes whichever frame is newest when it is free, so frames that arrive while the
 models are busy are dropped (and counted), never queued. Detection, the detector stride and the tracking are the
-offline pipeline's own (`pipeline.process_frame`).
+offline capture's own (`step.process_frame`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from ..solve import RigRest, SolveError, build_rest, ground, smooth
 from ..solve.frame_solve import FramePoseSolver
 from ..take import Take, TakeBuilder
 from ..video.live_source import LiveSource, LiveSourceError
-from .offline import _USER_ERRORS, CaptureSettings, Frame, process_frame
 from .provenance import model_provenance
+from .settings import USER_ERRORS, CaptureSettings
+from .step import Frame, process_frame
 from .tracking import PersonTracker, TrackerSettings
 
 #: Stage times and latency are averaged over this many recent frames (about a second at 30 fps).
@@ -168,7 +169,7 @@ class _Window:
 
 
 class _FrameRecords:
-    """Collects the people of one frame (pipeline.process_frame's `record`), copying the model outputs."""
+    """Collects the people of one frame (step.process_frame's `record`), copying the model outputs."""
 
     def __init__(self) -> None:
         self.people: dict[int, dict[str, np.ndarray | float]] = {}
@@ -461,7 +462,7 @@ class LiveCapture:
                 recording = self._recording
                 if recording is not None:
                     recording.append((grab_time, records.people))
-        except _USER_ERRORS as error:
+        except USER_ERRORS as error:
             self.error = str(error)
         except Exception as error:
             self.error = f"live capture failed at frame {column}: {type(error).__name__}: {error}"

@@ -1,10 +1,10 @@
-"""The capture pipeline: frames -> person detection -> InstantHMR -> tracking -> a Take.
+"""The offline capture loop: frames -> person detection -> InstantHMR -> tracking -> a Take.
 
 Decoding and detection run in two background threads feeding bounded queues; InstantHMR and tracking run
 on the calling thread, so the models set the pace and memory stays bounded. Every decision depends only on
 the frames, never on timing, so the same input always gives the same take.
 
-Scheduling on the CPU (measured with real-cost models, `tools/bench_pipeline.py`, README "Performance"): when
+Scheduling on the CPU (measured with real-cost models, `tools/bench_pipeline.py`, docs/performance.md): when
 both models run on the CPU they take turns (one lock around every model call), each with the whole thread
 budget, and their idle threads sleep instead of spinning. Two sessions running at once, each with its own
 thread pool, fought over the cores: the detector took 3x as long in the pipeline as alone. The detector runs
@@ -19,151 +19,24 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..models.runtime import DEVICE_PROVIDERS, ModelError
-from ..pose.detector import Detections, OnnxRFDETR, PersonDetector, TorchRFDETR
+from ..pose.detector import PersonDetector
 from ..pose.hmr import InstantHMR
-from ..pose.sam3d import BACKENDS, Sam3DBody, Sam3DError, Sam3DSettings
-from ..take import Take, TakeBuilder, TakeError
-from ..video.frames import FrameSourceError, open_source
-from ..video.lens import DEFAULT_SENSOR_WIDTH_MM, Lens, LensError
+from ..pose.sam3d import Sam3DBody
+from ..take import Take, TakeBuilder
+from ..video.frames import open_source
+from .loading import build_models, runs_on_cpu
 from .provenance import model_provenance
-from .tracking import PersonTracker, TrackerSettings, box_iou, keypoint_confidence
+from .settings import USER_ERRORS, CaptureCancelled, CaptureError, CaptureSettings, CaptureSummary, Progress
+from .step import Frame, TakeRecorder, process_frame
+from .tracking import PersonTracker, TrackerSettings
 
 #: How long a blocked queue operation waits before looking at the stop/cancel flags again, seconds.
 _POLL_SECONDS = 0.02
-#: Errors whose message already tells the user what to do: passed through unchanged.
-_USER_ERRORS = (FrameSourceError, ModelError, TakeError, LensError, Sam3DError)
-CPU_PROVIDER = DEVICE_PROVIDERS["cpu"]
-
-
-class CaptureCancelled(Exception):
-    """The user cancelled the capture. Nothing was written; every worker thread has been joined."""
-
-
-class CaptureError(RuntimeError):
-    """The capture failed; the message says in which stage and at which source frame."""
-
-
-@dataclass
-class CaptureSettings:
-    """Everything a capture needs. Frames are `range(start, end, step)` of the source (end exclusive)."""
-
-    source: str
-    start: int = 0
-    end: int | None = None
-    step: int = 1
-    fps: float = 30.0  # frame rate of image sequences and single images
-    detector_backend: str = "onnx"  # "onnx" (ONNX Runtime) | "torch" (the optional `rfdetr` package)
-    detector_model: str = ""  # RF-DETR .onnx file (onnx backend)
-    detector_variant: str = "nano"  # "nano" | "small" | "medium" | "large" (torch backend)
-    detector_resolution: int | None = None  # None: the model's own
-    det_confidence: float = 0.5
-    detector_stride: int = 1  # run the detector on every Nth processed frame; boxes follow keypoints between
-    detector_batch: int = 0  # frames per detector run; 0: 1 on the CPU (batching gains nothing there), 2 on a GPU
-    hmr_model: str = ""  # InstantHMR .onnx file
-    max_persons: int = 2
-    min_track_length: int = 5  # shorter tracks (in frames) are dropped from the take
-    lost_track_frames: int = 15
-    batch_persons: bool = True  # all people of a frame in one padded InstantHMR batch; False: one at a time
-    device: str = "auto"
-    threads: int = 0  # intra-op threads per model; 0 lets onnxruntime decide (one per physical core)
-    serialise_models: bool | None = None  # one model call at a time; None: when both models run on the CPU
-    queue_frames: int = 8  # decoded frames buffered ahead of the models
-    # A known camera lens (hmr_graph.capture_camera says what it changes per graph kind); None: the model's own.
-    focal_px: float | None = None
-    lens_mm: float | None = None
-    sensor_width_mm: float = DEFAULT_SENSOR_WIDTH_MM
-    backend: str = "instanthmr"  # the pose model: "instanthmr" (ONNX) | "sam3d" (SAM 3D Body in its own Python)
-    sam3d: Sam3DSettings = field(default_factory=Sam3DSettings)
-
-    @property
-    def lens(self) -> Lens:
-        return Lens(self.focal_px, self.lens_mm, self.sensor_width_mm)
-
-    def check(self) -> None:
-        """Raise CaptureError naming the first setting out of range."""
-        rules = [
-            ("step", self.step >= 1, "1 or more"),
-            ("detector_stride", self.detector_stride >= 1, "1 or more"),
-            ("detector_batch", self.detector_batch >= 0, "0 (automatic) or more"),
-            ("max_persons", self.max_persons >= 1, "1 or more"),
-            ("min_track_length", self.min_track_length >= 1, "1 or more"),
-            ("lost_track_frames", self.lost_track_frames >= 0, "0 or more"),
-            ("det_confidence", 0.0 <= self.det_confidence < 1.0, "between 0 and 1"),
-            ("queue_frames", self.queue_frames >= 1, "1 or more"),
-            ("detector_backend", self.detector_backend in ("onnx", "torch"), '"onnx" or "torch"'),
-            ("backend", self.backend in BACKENDS, " or ".join(f'"{name}"' for name in BACKENDS)),
-            ("focal_px", self.focal_px is None or self.focal_px > 0, "a positive number of pixels"),
-        ]
-        for name, ok, wanted in rules:
-            if not ok:
-                raise CaptureError(f"capture setting {name} = {getattr(self, name)!r} must be {wanted}")
-        self.lens.check()
-
-
-@dataclass(frozen=True)
-class CaptureSummary:
-    """What the caller should tell the user about a finished capture, beyond the take itself.
-
-    frames_expected: frames the requested range holds by the source's own count (a video's header);
-    frames_read: frames actually processed; header_frames / readable_frames: the source's frame count as its
-    header gives it / as reading found it (fewer when a video was cut off or damaged); short_tracks_dropped:
-    people tracked in fewer than `min_track_length` frames, left out of the take; min_track_length: the length
-    applied, which is the setting clamped to the frames processed (a clip shorter than the setting keeps the
-    people seen in all of its frames: a single image captures with the defaults).
-    """
-
-    source: str
-    frames_expected: int
-    frames_read: int
-    header_frames: int
-    readable_frames: int
-    short_tracks_dropped: int
-    min_track_length: int
-
-    @property
-    def truncated(self) -> bool:
-        """The source ran out of readable frames before the end of the requested range."""
-        return self.frames_read < self.frames_expected
-
-    def truncation_message(self) -> str:
-        """One sentence for the user, naming the source and both counts ("" when nothing is missing)."""
-        if not self.truncated:
-            return ""
-        return (
-            f"`{self.source}` stopped after {self.readable_frames} readable frames although its header lists "
-            f"{self.header_frames}: captured {self.frames_read} of the {self.frames_expected} frames asked for "
-            "(the file is cut off or damaged; the scene covers only the captured frames)"
-        )
-
-    def short_tracks_message(self, setting: str) -> str:
-        """One sentence saying how many people were dropped as too short and how to keep them; `setting`
-        names the minimum-track-length control where the user sees it (an option, a panel field)."""
-        if not self.short_tracks_dropped:
-            return ""
-        people = "1 person" if self.short_tracks_dropped == 1 else f"{self.short_tracks_dropped} people"
-        return (
-            f"{people} seen in fewer than {self.min_track_length} of the {self.frames_read} frames left out as "
-            f"too short to track: lower {setting} to keep them (1 keeps everyone)"
-        )
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a capture stands. Stage times are mean milliseconds per frame that went through the stage."""
-
-    frames_done: int
-    frames_total: int
-    fps: float  # processed frames per second so far
-    eta_seconds: float  # at the speed so far
-    decode_ms: float
-    detector_ms: float
-    hmr_ms: float  # InstantHMR plus tracking
 
 
 class _StageClock:
@@ -180,16 +53,6 @@ class _StageClock:
     @property
     def ms_per_frame(self) -> float:
         return 1000.0 * self.seconds / self.frames if self.frames else 0.0
-
-
-@dataclass
-class Frame:
-    """One frame on its way through the models (also the live pipeline's unit of work)."""
-
-    column: int  # position in the capture: 0, 1, 2, ...
-    index: int  # source frame index
-    rgb: np.ndarray
-    detections: Detections | None = None  # None: the detector did not run on this frame
 
 
 @dataclass
@@ -324,44 +187,6 @@ class _Workers:
             self._put(self.ready, _Failure("person detection", current, error))
 
 
-def _rank_candidates(
-    tracker: PersonTracker, step: int, found: Detections, limit: int
-) -> np.ndarray:
-    """Indices of the detections worth running InstantHMR on: those overlapping a remembered person first
-    (so nobody tracked is crowded out by strangers), then the rest, each group by score; at most `limit`."""
-    if len(found) == 0:
-        return np.zeros(0, np.int64)
-    remembered = [t.predicted_box(step) for t in tracker.tracks.values()]
-    overlaps = (
-        box_iou(found.boxes, np.array(remembered)).max(axis=1) > 0.0
-        if remembered
-        else np.zeros(len(found), bool)
-    )
-    # detections are sorted by score already; a stable sort keeps that order inside each group
-    order = np.argsort(~overlaps, kind="stable")
-    return order[:limit]
-
-
-class _Recorder:
-    """Writes each frame's people into the TakeBuilder."""
-
-    def __init__(self, builder: TakeBuilder) -> None:
-        self.builder = builder
-
-    def add(self, index: int, track_id: int, score: float, box: np.ndarray, poses, row: int) -> None:
-        self.builder.add(
-            index,
-            track_id,
-            score=score,
-            bbox=box,
-            joints_cam=poses.joints_cam[row],
-            cam_trans=poses.cam_trans[row],
-            joints_2d=poses.joints_2d[row],
-            mhr_params=poses.mhr_params[row],
-            shape_params=poses.shape_params[row],
-        )
-
-
 def run_capture(
     settings: CaptureSettings,
     *,
@@ -401,7 +226,7 @@ def run_capture(
             model_info = model_provenance(hmr.model_path, hmr.graph, camera)
         builder = TakeBuilder(info.fps, image_size, focal, principal_point, source=os.path.abspath(info.path),
                               model_info=model_info)
-        record = _Recorder(builder)
+        record = TakeRecorder(builder)
         hmr_clock = _StageClock()
         workers = _Workers(source, settings, detector)
         serial = settings.serialise_models
@@ -482,112 +307,14 @@ def run_capture(
     return take
 
 
-def runs_on_cpu(model) -> bool:
-    """Whether a loaded model (OnnxRFDETR, InstantHMR: `provider`; TorchRFDETR: `device`) computes on the CPU."""
-    provider = getattr(model, "provider", None)
-    if provider is not None:
-        return provider == CPU_PROVIDER
-    return str(getattr(model, "device", "cpu")).startswith("cpu")
-
-
-def process_frame(
-    frame: Frame,
-    found: Detections | None,
-    tracker: PersonTracker,
-    hmr: InstantHMR,
-    record: _Recorder,
-    candidate_limit: int,
-    image_size: tuple[int, int],
-) -> None:
-    """InstantHMR and tracking for one frame, shared by the offline and the live capture.
-
-    found: the detector's output for this frame, or None between detector runs (boxes then follow each tracked
-    person's keypoints). record: anything with `add(index, track_id, score, box, poses, row)`, called once per
-    person tracked in this frame (poses: hmr.PersonPoses, row: that person's row in it).
-    """
-    step = frame.column
-    try:
-        if found is not None:
-            chosen = _rank_candidates(tracker, step, found, candidate_limit)
-            boxes, scores = found.boxes[chosen], found.scores[chosen]
-            poses = hmr.predict(frame.rgb, boxes)
-            for track_id, row in tracker.update(step, boxes, scores, poses.joints_2d):
-                record.add(frame.index, track_id, float(scores[row]), boxes[row], poses, row)
-            return
-        carried = tracker.propagate(step)
-        if not carried:
-            return
-        boxes = np.array([box for _, box in carried], np.float32)
-        poses = hmr.predict(frame.rgb, boxes)
-        for row, (track_id, _) in enumerate(carried):
-            confidence = keypoint_confidence(poses.joints_crop[row], poses.joints_2d[row], image_size)
-            tracker.observe(step, track_id, boxes[row], poses.joints_2d[row], confidence)
-            record.add(frame.index, track_id, tracker.tracks[track_id].score, boxes[row], poses, row)
-    except _USER_ERRORS:
-        raise
-    except Exception as error:
-        raise CaptureError(
-            f"{getattr(hmr, 'label', 'InstantHMR')} or tracking failed at source frame {frame.index}: "
-            f"{type(error).__name__}: {error}"
-        ) from error
-
-
 def _raise_failure(failure: _Failure, path: str) -> None:
     error = failure.error
-    if isinstance(error, _USER_ERRORS):
+    if isinstance(error, USER_ERRORS):
         raise error
     where = f"at source frame {failure.frame_index}" if failure.frame_index is not None else "at the start"
     raise CaptureError(
         f"{failure.stage} failed {where} of `{path}`: {type(error).__name__}: {error}"
     ) from error
-
-
-def build_models(
-    settings: CaptureSettings, log: Callable[[str], None] | None = None
-) -> tuple[PersonDetector, InstantHMR | Sam3DBody]:
-    """Load the detector and the pose model named by `settings` (ModelError if a file is missing or wrong).
-    SAM 3D Body is checked before the detector loads, and its worker is started last: the caller closes it."""
-    if settings.backend == "sam3d":
-        settings.sam3d.check()
-    if settings.detector_backend == "torch":
-        detector: PersonDetector = TorchRFDETR(
-            settings.detector_variant,
-            confidence=settings.det_confidence,
-            device=settings.device,
-            resolution=settings.detector_resolution,
-        )
-    else:
-        if not settings.detector_model:
-            raise ModelError("no person detector model chosen: set the RF-DETR .onnx file in the preferences")
-        detector = OnnxRFDETR(
-            settings.detector_model,
-            resolution=settings.detector_resolution,
-            confidence=settings.det_confidence,
-            device=settings.device,
-            threads=settings.threads,
-            max_batch=settings.detector_batch or 1,
-            spin=False,
-            log=log,
-        )
-    if settings.backend == "sam3d":
-        return detector, Sam3DBody(settings.sam3d, lens=settings.lens, log=log)
-    if not settings.hmr_model:
-        raise ModelError("no InstantHMR model chosen: set instanthmr.onnx in the preferences")
-    hmr = InstantHMR(
-        settings.hmr_model,
-        device=settings.device,
-        # detector frames crop up to max_persons + 1 candidates: one run per frame, always the same shape
-        max_batch=settings.max_persons + 1,
-        one_at_a_time=not settings.batch_persons,
-        threads=settings.threads,
-        spin=False,  # the two sessions take turns on the CPU: idle threads must not spin on the other's cores
-        lens=settings.lens,
-        log=log,
-    )
-    if not settings.detector_batch and not getattr(detector, "fixed_batch", None):
-        # two frames per call pay on a GPU; on the CPU they cost twice one frame (measured)
-        detector.batch_size = 1 if runs_on_cpu(detector) else 2
-    return detector, hmr
 
 
 def capture(
@@ -610,4 +337,3 @@ def capture(
     if log is not None:
         log(hmr.times.summary())
     return take
-

@@ -56,7 +56,7 @@ def test_the_bound_is_the_needed_work_one_call_after_another():
 def test_the_replay_makes_the_captures_own_calls_again_on_the_same_frames(fixtures_dir):
     """The replayed bound: every call the capture logged, once, on the frame it was made on, with its boxes."""
     bench = load_tool("bench_pipeline")
-    from instanthmr_blender.capture.offline import CaptureSettings
+    from instanthmr_blender.capture.settings import CaptureSettings
     from instanthmr_blender.video.frames import open_source
 
     clip = fixtures_dir / "video" / "two_people_walking.mp4"

@@ -16,7 +16,8 @@ from instanthmr_blender.capture.live import (
     record_live,
     take_columns,
 )
-from instanthmr_blender.capture.offline import CaptureSettings, build_models
+from instanthmr_blender.capture.loading import build_models
+from instanthmr_blender.capture.settings import CaptureSettings
 from instanthmr_blender.solve import build_rest, forward_kinematics, ground, solve_pose
 from instanthmr_blender.solve import smooth as filters
 from instanthmr_blender.solve.frame_solve import FramePoseSolver

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from instanthmr_blender.capture import provenance
-from instanthmr_blender.capture.offline import CaptureSettings, capture
+from instanthmr_blender.capture.offline import capture
+from instanthmr_blender.capture.settings import CaptureSettings
 from instanthmr_blender.models import registry as model_registry
 from instanthmr_blender.models.files import HASHES_FILE, sha256_of
 from instanthmr_blender.take import load_take, save_take

@@ -6,15 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instanthmr_blender.capture.offline import (
-    CaptureCancelled,
-    CaptureError,
-    CaptureSettings,
-    Progress,
-    build_models,
-    capture,
-    run_capture,
-)
+from instanthmr_blender.capture.loading import build_models
+from instanthmr_blender.capture.offline import capture, run_capture
+from instanthmr_blender.capture.settings import CaptureCancelled, CaptureError, CaptureSettings, Progress
 from instanthmr_blender.pose.detector import OnnxRFDETR
 from instanthmr_blender.pose.hmr import InstantHMR
 from instanthmr_blender.take import Take

@@ -205,7 +205,8 @@ def test_hanging_worker_times_out_and_is_stopped(fixtures_dir, tmp_path):
 def test_capture_with_sam3d_gives_a_take_in_the_contract(checkpoint, fixtures_dir, tmp_path, lens):
     import cv2
 
-    from instanthmr_blender.capture.offline import CaptureSettings, capture
+    from instanthmr_blender.capture.offline import capture
+    from instanthmr_blender.capture.settings import CaptureSettings
     from testkit.contract_models import DetectorBox, build_rfdetr_model
 
     image = tmp_path / "people.png"
@@ -229,7 +230,8 @@ def test_capture_with_sam3d_gives_a_take_in_the_contract(checkpoint, fixtures_di
 
 
 def test_capture_setup_problems_come_before_any_model_loads(fixtures_dir, tmp_path):
-    from instanthmr_blender.capture.offline import CaptureError, CaptureSettings, capture
+    from instanthmr_blender.capture.offline import capture
+    from instanthmr_blender.capture.settings import CaptureError, CaptureSettings
 
     settings = CaptureSettings(source=str(tmp_path / "any.png"), backend="sam3d",
                                sam3d=sam3d.Sam3DSettings(python=sys.executable, checkpoint=str(tmp_path)))
