@@ -1,7 +1,7 @@
 """Headless capture: `blender -b -P capture.py -- clip.mp4 [options]`, or `python capture.py clip.mp4 [options]`
 with the `bpy` module (the dev venv). Works from a source checkout and from the installed extension.
 
-This file only finds or registers the extension, then hands over to its `headless.main()`; `--help` lists the
+This file only finds or registers the extension, then hands over to its command line (`cli/`); `--help` lists the
 options. Exit status: 0 on success, 1 on a capture failure, 2 on bad input or missing model files, 130 on Ctrl-C.
 """
 
@@ -103,8 +103,8 @@ def main() -> int:
     addon = _enable_addon()
     from importlib import import_module
 
-    headless = import_module(addon.__name__ + ".headless")
-    return headless.main(args)
+    cli = import_module(addon.__name__ + ".cli")
+    return cli.main(args)
 
 
 def _remove_blender_tempdir() -> None:
@@ -119,7 +119,7 @@ def _remove_blender_tempdir() -> None:
 def _main_interruptible() -> int:
     try:
         return main()
-    except KeyboardInterrupt:  # Ctrl-C while Blender or the extension was still starting (headless handles the rest)
+    except KeyboardInterrupt:  # Ctrl-C while Blender or the extension was still starting (cli/ handles the rest)
         print("capture: interrupted (Ctrl-C): nothing was written", file=sys.stderr)
         return 130
 

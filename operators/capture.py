@@ -15,20 +15,22 @@ from typing import TYPE_CHECKING
 import bpy
 
 from ..instanthmr_blender.output_paths import output_problem
-from ..instanthmr_blender.solve import SolveOptions
+from ..instanthmr_blender.solve import SolveOptions, solve_take
 from ..instanthmr_blender.take import TakeError, save_take
 from ..scene import naming, workflow
 from ..scene.build import take_name_from_path
-from ..ui.preferences import (
-    ADDON_PACKAGE,
-    detector_model_path,
-    get_preferences,
-    model_folder,
-    model_path,
-    sam3d_problem,
-    sam3d_settings,
+from ..settings.capture import (
+    CaptureInputError,
+    default_take_path,
+    mesh_options,
+    scene_request,
+    solve_options,
 )
-from ..ui.properties import lens_settings
+from ..settings.capture import (
+    capture_settings as build_capture_settings,
+)
+from ..settings.preferences import get_preferences, model_folder
+from . import jobs
 from .worker import WorkerJob
 
 if TYPE_CHECKING:
@@ -39,10 +41,6 @@ if TYPE_CHECKING:
 PUMP_SECONDS = 0.1
 #: How the minimum-track-length setting is named in messages (its label in the People sub-panel).
 MIN_TRACK_LENGTH_SETTING = "Min track length (People)"
-
-
-class CaptureInputError(ValueError):
-    """Something the user must fix before a capture can start."""
 
 
 @dataclass
@@ -81,7 +79,7 @@ class CaptureJob(WorkerJob):
                     raise ValueError(f"Nobody to build: {summary.short_tracks_message(MIN_TRACK_LENGTH_SETTING)}")
             self.saved = self._save_take()
             name = take_name_from_path(self.settings.source)
-            self.solution = workflow.solve(self.take, name, self.solve_options)
+            self.solution = solve_take(self.take, self.solve_options)
             self.warnings += [f"{naming.armature_name(name, track_id)} left out: {why}"
                               for track_id, why in self.solution.skipped]
         except CaptureCancelled:
@@ -112,21 +110,13 @@ class CaptureJob(WorkerJob):
         self.progress = progress
 
 
-_job: CaptureJob | None = None
-
-
 def current_job() -> CaptureJob | None:
-    return _job
+    return jobs.capture_job()
 
 
 def status_text(progress: Progress | None) -> str:
-    """`120/230 frames · 24.8 fps · ETA 4 s · detector 38 ms · HMR 22 ms` (the upstream demo's latency readout)."""
-    if progress is None:
-        return "Starting (loading models)..."
-    eta = f"{progress.eta_seconds:.0f} s" if progress.eta_seconds == progress.eta_seconds else "?"
-    return (f"{progress.frames_done}/{progress.frames_total} frames · {progress.fps:.1f} fps · ETA {eta} · "
-            f"decode {progress.decode_ms:.0f} ms · detector {progress.detector_ms:.0f} ms · "
-            f"HMR {progress.hmr_ms:.0f} ms")
+    """The progress line of the panel (the engine's readout, or the models still loading)."""
+    return "Starting (loading models)..." if progress is None else progress.text()
 
 
 def capture_settings(context) -> tuple[CaptureSettings, Path]:
@@ -137,12 +127,13 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
         raise CaptureInputError("Pick a clip first (a video, an image sequence folder or an image)")
     if not Path(clip).exists() and "%" not in Path(clip).name:
         raise CaptureInputError(f"{clip}: no such file or folder")
-    settings = model_settings(context, clip)
-    settings.start, settings.end = scene_settings.frame_start, scene_settings.frame_end or None
-    settings.step = scene_settings.frame_step
-    settings.fps = context.scene.render.fps / context.scene.render.fps_base
+    request = scene_request(context, clip)
+    request.start, request.end = scene_settings.frame_start, scene_settings.frame_end or None
+    request.step = scene_settings.frame_step
+    request.fps = context.scene.render.fps / context.scene.render.fps_base
+    settings = model_settings(context, request)
     take_path = (Path(bpy.path.abspath(scene_settings.take_path)) if scene_settings.take_path
-                 else workflow.default_take_path(clip, ADDON_PACKAGE))
+                 else default_take_path(clip))
     # The take is written when the capture ends: a place that cannot take it must not cost the whole capture.
     problem = output_problem(take_path, create_folder=True)
     if problem is not None:
@@ -150,76 +141,40 @@ def capture_settings(context) -> tuple[CaptureSettings, Path]:
     return settings, take_path
 
 
-def model_settings(context, source: str) -> CaptureSettings:
-    """Engine settings for the models, detection and tracking (shared with live capture), model files checked."""
-    scene_settings = context.scene.instanthmr
-    prefs = get_preferences(context)
-    hmr = model_path(prefs, "instanthmr")
-    if prefs.hmr_precision == "INT8" and hmr.is_file():
-        from ..instanthmr_blender.models.int8 import choose_hmr_model
-        from ..instanthmr_blender.models.runtime import ModelError
-
-        try:
-            hmr = choose_hmr_model(hmr, use_int8=True)
-        except ModelError as error:
-            raise CaptureInputError(str(error)) from error
-    detector = detector_model_path(prefs, scene_settings.detector_variant)
-    sam3d = prefs.pose_backend == "sam3d"
-    if sam3d and sam3d_problem(prefs):
-        raise CaptureInputError(sam3d_problem(prefs))
-    missing = [f"{p.name} (expected at {p})" for p, needed in
-               ((hmr, not sam3d), (detector, scene_settings.detector_backend == "onnx")) if needed and not p.is_file()]
-    if missing:
-        raise CaptureInputError("Model files missing: " + "; ".join(missing)
-                                + ". Download them in the add-on preferences or set their paths there")
-    device = scene_settings.device if scene_settings.device != "auto" else prefs.default_device
-    from ..instanthmr_blender.capture.settings import CaptureSettings
-
-    return CaptureSettings(
-        source=source,
-        detector_backend=scene_settings.detector_backend,
-        detector_model=str(detector),
-        detector_variant=scene_settings.detector_variant,
-        det_confidence=scene_settings.det_confidence,
-        detector_stride=scene_settings.detector_stride,
-        hmr_model=str(hmr),
-        max_persons=scene_settings.max_persons,
-        min_track_length=scene_settings.min_track_length,
-        device=device or "auto",
-        threads=prefs.threads,
-        **lens_settings(scene_settings),
-        backend=prefs.pose_backend,
-        sam3d=sam3d_settings(prefs),
-    )
+def model_settings(context, request) -> CaptureSettings:
+    """The engine's settings for a request from the panel (shared with live capture), model files checked; the
+    message of a refusal reads as a sentence in Blender's status bar."""
+    try:
+        return build_capture_settings(get_preferences(context), request,
+                                      advice="Download them in the add-on preferences or set their paths there")
+    except CaptureInputError as error:
+        text = str(error)
+        raise CaptureInputError(text[:1].upper() + text[1:]) from None
 
 
 def start_capture(context) -> CaptureJob:
     """Start a capture of the scene's clip in a worker thread. Raises CaptureInputError when it cannot start."""
-    global _job
-    if _job is not None and _job.running:
+    if jobs.capture_running():
         raise CaptureInputError("A capture is already running: wait for it or cancel it first")
-    from .live import live_active
-
-    if live_active():
+    if jobs.live_active():
         raise CaptureInputError("Live capture is running: stop it first (one capture at a time)")
     settings, take_path = capture_settings(context)
     try:
-        fallback = workflow.default_take_path(settings.source, ADDON_PACKAGE)
+        fallback = default_take_path(settings.source)
     except OSError:  # no user folder either: the chosen take path is all there is
         fallback = None
-    _job = CaptureJob(settings, take_path, workflow.solve_options(context.scene.instanthmr),
-                      fallback_take_path=fallback)
+    job = CaptureJob(settings, take_path, solve_options(context.scene.instanthmr), fallback_take_path=fallback)
+    jobs.set_capture_job(job)
     progress = context.window_manager.instanthmr_progress
     progress.running, progress.factor, progress.status = True, 0.0, status_text(None)
-    _job.start()
-    return _job
+    job.start()
+    return job
 
 
 def pump(context) -> tuple[str, str]:
     """Apply the worker's state on the main thread: ("RUNNING", status), ("FINISHED", summary),
     ("CANCELLED", message) or ("FAILED", error). Finishing saves the take and builds the scene in one step."""
-    global _job
-    job = _job
+    job = jobs.capture_job()
     progress_props = context.window_manager.instanthmr_progress
     if job is None:
         return "CANCELLED", "No capture is running"
@@ -229,7 +184,7 @@ def pump(context) -> tuple[str, str]:
             progress_props.factor = progress.frames_done / progress.frames_total
         progress_props.status = status_text(progress)
         return "RUNNING", progress_props.status
-    _job = None
+    jobs.set_capture_job(None)
     progress_props.running = False
     if job.cancelled:
         progress_props.status = "Capture cancelled: the scene was not changed"
@@ -262,7 +217,7 @@ def finish_capture(context, job: CaptureJob) -> str:
         prefs = get_preferences(context)
         try:
             # Never download here: this step runs on the main thread (the preferences download the archive).
-            mesh = workflow.mesh_options(prefs, model_folder(prefs))
+            mesh = mesh_options(prefs, model_folder(prefs))
         except RuntimeError as exc:
             mesh_note = f" Body mesh skipped: {exc}"
     built = workflow.build_solution(context, take, job.solution, name, background=background,
@@ -278,9 +233,9 @@ def finish_capture(context, job: CaptureJob) -> str:
 
 def cancel_capture(wait: float = 0.0) -> bool:
     """Ask the running capture to stop (it stops within one frame). Returns False when none runs."""
-    if _job is None or not _job.running:
+    if not jobs.capture_running():
         return False
-    _job.cancel(wait)
+    jobs.capture_job().cancel(wait)
     return True
 
 
@@ -296,7 +251,7 @@ class INSTANTHMR_OT_capture(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return _job is None or not _job.running
+        return not jobs.capture_running()
 
     def invoke(self, context, event):
         try:
@@ -347,7 +302,7 @@ class INSTANTHMR_OT_cancel_capture(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return _job is not None and _job.running
+        return jobs.capture_running()
 
     def execute(self, context):
         cancel_capture()
@@ -357,9 +312,8 @@ class INSTANTHMR_OT_cancel_capture(bpy.types.Operator):
 @bpy.app.handlers.persistent
 def _stop_on_load(*_args):
     # Another file is being loaded: the running capture belongs to the old one.
-    global _job
     if cancel_capture(wait=5.0):
-        _job = None
+        jobs.set_capture_job(None)
 
 
 classes = (INSTANTHMR_OT_capture, INSTANTHMR_OT_cancel_capture)
@@ -372,10 +326,9 @@ def register() -> None:
 
 
 def unregister() -> None:
-    global _job
     # Disabling the add-on stops the worker before its code goes away.
     cancel_capture(wait=5.0)
-    _job = None
+    jobs.set_capture_job(None)
     if _stop_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_stop_on_load)
     _unregister_classes()

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import bpy
 
-from ..instanthmr_blender.solve import SolveOptions
+from ..instanthmr_blender.solve import SolveOptions, solve_take
 from ..instanthmr_blender.take import save_take
-from ..scene import armature, naming, workflow
-from ..ui.preferences import ADDON_PACKAGE
-from . import capture
+from ..scene import live_rig, workflow
+from ..settings.capture import CaptureInputError, default_take_path, scene_request, solve_options
+from . import jobs
+from .capture import model_settings
 from .worker import WorkerJob
 
 TICK_SECONDS = 1.0 / 60.0
@@ -80,7 +81,7 @@ class RecordingJob(WorkerJob):
             self.take = self.live.stop_recording()
             self.take_path.parent.mkdir(parents=True, exist_ok=True)
             self.saved = save_take(self.take, self.take_path)
-            self.solution = workflow.solve(self.take, self.take_name, self.solve_options)
+            self.solution = solve_take(self.take, self.solve_options)
         except Exception as exc:
             self.error = str(exc) or type(exc).__name__
 
@@ -96,24 +97,17 @@ class LiveSession:
     started: float = field(default_factory=time.monotonic)
 
 
-_session: LiveSession | None = None
-
-
-def live_active() -> bool:
-    """True from Start until live capture has stopped (starting, running or finishing a recording)."""
-    return _session is not None
-
-
 def current_session() -> LiveSession | None:
-    return _session
+    return jobs.live_session()
 
 
 def recording_pending() -> bool:
     """Recording, or a recorded take still being saved and built."""
-    if _session is None:
+    session = jobs.live_session()
+    if session is None:
         return False
-    recording = _session.live is not None and _session.live.recording
-    return recording or _session.recording is not None
+    recording = session.live is not None and session.live.recording
+    return recording or session.recording is not None
 
 
 def live_settings(context):
@@ -126,7 +120,7 @@ def live_settings(context):
         source = parse_source(props.source)
     except LiveSourceError as exc:
         raise LiveInputError(str(exc)) from None
-    models = capture.model_settings(context, str(source))
+    models = model_settings(context, scene_request(context, str(source)))
     if models.backend != "instanthmr":
         raise LiveInputError("Live capture runs InstantHMR only (SAM 3D Body is far too slow for it): "
                              "set Model to InstantHMR in the capture panel")
@@ -139,26 +133,26 @@ def live_settings(context):
 
 def start_live(context) -> LiveSession:
     """Start live capture in the background (LiveInputError / CaptureInputError when it cannot start)."""
-    global _session
-    if _session is not None:
+    if jobs.live_active():
         raise LiveInputError("Live capture is already running: stop it first")
-    if capture.current_job() is not None and capture.current_job().running:
+    if jobs.capture_running():
         raise LiveInputError("A capture from video is running: wait for it or cancel it first (one capture at a time)")
     job = LiveStartJob(live_settings(context))
-    _session = LiveSession(job)
+    session = LiveSession(job)
+    jobs.set_live_session(session)
     status = context.window_manager.instanthmr_live_status
     status.running, status.recording, status.status = True, False, "Starting live capture (models, source)..."
     job.start()
     if not bpy.app.timers.is_registered(live_tick):
         bpy.app.timers.register(live_tick, first_interval=TICK_SECONDS)
-    return _session
+    return session
 
 
 def stop_live(wait: float = 5.0) -> bool:
     """Stop live capture: the engine's threads are stopped and joined, the source closed; an unfinished recording is
     discarded, one being saved finishes in its thread. Returns False when none runs. Safe from any handler."""
-    global _session
-    session, _session = _session, None
+    session = jobs.live_session()
+    jobs.set_live_session(None)
     if bpy.app.timers.is_registered(live_tick):
         bpy.app.timers.unregister(live_tick)
     if session is None:
@@ -190,23 +184,23 @@ def stop_recording(context) -> RecordingJob:
         raise LiveInputError("Not recording: click Record first")
     name = time.strftime("live_%Y%m%d_%H%M%S")
     settings = context.scene.instanthmr
-    take_path = workflow.default_take_path(name, ADDON_PACKAGE)
-    session.recording = RecordingJob(session.live, name, take_path, workflow.solve_options(settings))
+    take_path = default_take_path(name)
+    session.recording = RecordingJob(session.live, name, take_path, solve_options(settings))
     session.recording.start()
     context.window_manager.instanthmr_live_status.recording = False
     return session.recording
 
 
 def _require_running() -> LiveSession:
-    if _session is None or _session.live is None:
+    session = jobs.live_session()
+    if session is None or session.live is None:
         raise LiveInputError("Live capture is not running: click Start first")
-    return _session
+    return session
 
 
 def live_tick() -> float | None:
     """The main-thread timer: apply the newest pose, show the status, finish a recording. Never waits."""
-    global _session
-    session = _session
+    session = jobs.live_session()
     if session is None:
         return None
     context = bpy.context
@@ -215,7 +209,7 @@ def live_tick() -> float | None:
         if session.start_job.running:
             return TICK_SECONDS
         if session.start_job.error or session.start_job.live is None:
-            _session = None
+            jobs.set_live_session(None)
             status.running = False
             status.status = f"Live capture failed: {session.start_job.error or 'it did not start'}"
             _redraw(context)
@@ -250,32 +244,14 @@ def _apply_pose(context, session: LiveSession, pose) -> bool:
     rig = bpy.data.objects.get(session.rig_name) if session.rig_name else None
     if rig is None or session.rig_rest is not person.rest:
         with _window_context(context):
-            rig = _build_live_rig(context, session, person)
+            rig = live_rig.build_live_rig(context, LIVE_TAKE, person.track_id, person.rest)
+            session.rig_name, session.rig_rest = rig.name, person.rest
     rig.scale.x = -1.0 if props.mirror else 1.0  # a mirror preview, as a webcam app shows it; never recorded
     bones = rig.pose.bones
     for index, bone_name in enumerate(person.rest.bone_names):
         bones[bone_name].rotation_quaternion = person.quats[index]
     bones[person.rest.bone_names[0]].location = person.root_location
     return True
-
-
-def _build_live_rig(context, session: LiveSession, person) -> bpy.types.Object:
-    """The same capture rig as an offline capture's, built from the person's calibrated rest pose, in the
-    collection `InstantHMR live` (replacing the previous live rig)."""
-    name = naming.collection_name(LIVE_TAKE)
-    collection = bpy.data.collections.get(name)
-    if collection is not None:
-        from ..scene.build import remove_capture
-
-        remove_capture(collection)
-    collection = bpy.data.collections.new(name)
-    collection[naming.PROP_TAKE] = LIVE_TAKE
-    context.scene.collection.children.link(collection)
-    rig = armature.build_armature(context, naming.armature_name(LIVE_TAKE, person.track_id), person.rest, collection)
-    rig[naming.PROP_TAKE] = LIVE_TAKE
-    rig[naming.PROP_TRACK_ID] = int(person.track_id)
-    session.rig_name, session.rig_rest = rig.name, person.rest
-    return rig
 
 
 def _finish_recording(context, session: LiveSession) -> None:
@@ -317,12 +293,12 @@ class INSTANTHMR_OT_live_start(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return _session is None and (capture.current_job() is None or not capture.current_job().running)
+        return not jobs.live_active() and not jobs.capture_running()
 
     def execute(self, context):
         try:
             start_live(context)
-        except (LiveInputError, capture.CaptureInputError) as exc:
+        except (LiveInputError, CaptureInputError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         return {"FINISHED"}
@@ -336,7 +312,7 @@ class INSTANTHMR_OT_live_stop(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return _session is not None and not recording_pending()
+        return jobs.live_active() and not recording_pending()
 
     def execute(self, context):
         stop_live()
@@ -352,7 +328,8 @@ class INSTANTHMR_OT_live_record(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return _session is not None and _session.live is not None and not _session.live.recording
+        session = jobs.live_session()
+        return session is not None and session.live is not None and not session.live.recording
 
     def execute(self, context):
         try:
@@ -371,7 +348,8 @@ class INSTANTHMR_OT_live_stop_recording(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return _session is not None and _session.live is not None and _session.live.recording
+        session = jobs.live_session()
+        return session is not None and session.live is not None and session.live.recording
 
     def execute(self, context):
         try:

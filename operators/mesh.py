@@ -11,7 +11,7 @@ from ..instanthmr_blender.solve import CaptureSolution
 from ..instanthmr_blender.take import TakeError, load_take
 from ..scene import build, naming
 from ..scene import mesh as scene_mesh
-from ..ui.preferences import get_preferences, model_folder
+from ..settings.preferences import get_preferences, model_folder
 
 # Preferences the lead adds to ui/preferences.py; read leniently until they exist.
 PREF_MODULE_PATH = "mhr_model_path"

@@ -7,7 +7,7 @@ from pathlib import Path
 import bpy
 
 from ..instanthmr_blender.models.files import KNOWN_MODELS, DownloadCancelled, ModelFolder, download
-from ..ui.preferences import (
+from ..settings.preferences import (
     capture_model_names,
     chosen_hmr_model,
     detector_model_path,

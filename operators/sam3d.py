@@ -9,7 +9,7 @@ from ..instanthmr_blender.take import TakeError, save_take
 from ..instanthmr_blender.video.frames import FrameSourceError
 from ..scene import workflow
 from ..scene.build import take_name_from_path
-from ..ui.preferences import ADDON_PACKAGE
+from ..settings.capture import default_take_path, solve_options
 
 
 def import_sam3d(context, folder: str):
@@ -28,11 +28,11 @@ def import_sam3d(context, folder: str):
     take = import_sam3d_results(folder, image_size=size, fps=fps, source=str(Path(clip).resolve()) if clip else "",
                                 min_track_length=settings.min_track_length)
     name = take_name_from_path(clip or folder)
-    take_path = save_take(take, workflow.default_take_path(clip or folder, ADDON_PACKAGE))
+    take_path = save_take(take, default_take_path(clip or folder))
     settings.take_path = str(take_path)
     workflow.fill_people(settings, take)
     background = clip if (clip and settings.camera_background) else None
-    built = workflow.build_from_take(context, take, name, workflow.solve_options(settings), background=background,
+    built = workflow.build_from_take(context, take, name, solve_options(settings), background=background,
                                      take_file=str(take_path))
     return built, take_path
 

@@ -4,11 +4,12 @@ from pathlib import Path
 
 import bpy
 
-from ..instanthmr_blender.solve import SolveError
+from ..instanthmr_blender.solve import SolveError, solve_take
 from ..instanthmr_blender.take import TakeError, load_take, locate_source
 from ..scene import naming, workflow
 from ..scene.build import take_name_from_path
-from ..ui.preferences import get_preferences, model_folder
+from ..settings.capture import mesh_options, solve_options
+from ..settings.preferences import get_preferences, model_folder
 
 
 def rebuild_from_take(context, path: str | None = None):
@@ -36,8 +37,8 @@ def rebuild_from_take(context, path: str | None = None):
     mesh = None
     if settings.build_mesh:
         prefs = get_preferences(context)
-        mesh = workflow.mesh_options(prefs, model_folder(prefs))
-    solution = workflow.solve(take, name, workflow.solve_options(settings))
+        mesh = mesh_options(prefs, model_folder(prefs))
+    solution = solve_take(take, solve_options(settings))
     warnings += [f"{naming.armature_name(name, track_id)} left out: {why}" for track_id, why in solution.skipped]
     built = workflow.build_solution(context, take, solution, name, background=background, track_ids=keep,
                                     take_file=str(take_path), mesh=mesh)

@@ -3,7 +3,7 @@ and the live status (fps, latency, per-stage milliseconds); its scene settings a
 
 import bpy
 
-from .panel import _CapturePanel
+from .panel import CapturePanel
 
 
 class INSTANTHMR_PG_live(bpy.types.PropertyGroup):
@@ -38,7 +38,7 @@ class INSTANTHMR_PG_live_status(bpy.types.PropertyGroup):
     last_take: bpy.props.StringProperty()
 
 
-class VIEW3D_PT_instanthmr_live(_CapturePanel, bpy.types.Panel):
+class VIEW3D_PT_instanthmr_live(CapturePanel, bpy.types.Panel):
     bl_label = "Live"
     bl_parent_id = "VIEW3D_PT_instanthmr_capture"
     bl_options = {"DEFAULT_CLOSED"}

@@ -2,7 +2,7 @@
 
 import bpy
 
-from .preferences import (
+from ..settings.preferences import (
     chosen_hmr_model,
     detector_model_path,
     get_preferences,
@@ -14,13 +14,13 @@ from .preferences import (
 GPU_HINT = "No GPU provider in this ONNX Runtime: models run on the CPU"
 
 
-class _CapturePanel:
+class CapturePanel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "InstantHMR"
 
 
-class VIEW3D_PT_instanthmr_capture(_CapturePanel, bpy.types.Panel):
+class VIEW3D_PT_instanthmr_capture(CapturePanel, bpy.types.Panel):
     bl_label = "Capture from video"
 
     def draw(self, context):
@@ -62,7 +62,7 @@ class VIEW3D_PT_instanthmr_capture(_CapturePanel, bpy.types.Panel):
         layout.operator("instanthmr.import_sam3d", icon="IMPORT")
 
 
-class VIEW3D_PT_instanthmr_people(_CapturePanel, bpy.types.Panel):
+class VIEW3D_PT_instanthmr_people(CapturePanel, bpy.types.Panel):
     bl_label = "People"
     bl_parent_id = "VIEW3D_PT_instanthmr_capture"
 
@@ -95,7 +95,7 @@ class INSTANTHMR_UL_people(bpy.types.UIList):
         row.label(text=f"frames {item.first_frame}-{item.last_frame} ({item.frame_count})")
 
 
-class VIEW3D_PT_instanthmr_detector(_CapturePanel, bpy.types.Panel):
+class VIEW3D_PT_instanthmr_detector(CapturePanel, bpy.types.Panel):
     bl_label = "Detector and device"
     bl_parent_id = "VIEW3D_PT_instanthmr_capture"
     bl_options = {"DEFAULT_CLOSED"}
@@ -120,7 +120,7 @@ class VIEW3D_PT_instanthmr_detector(_CapturePanel, bpy.types.Panel):
             layout.label(text=f"Licence: {model.licence.text}")
 
 
-class VIEW3D_PT_instanthmr_lens(_CapturePanel, bpy.types.Panel):
+class VIEW3D_PT_instanthmr_lens(CapturePanel, bpy.types.Panel):
     bl_label = "Camera lens"
     bl_parent_id = "VIEW3D_PT_instanthmr_capture"
     bl_options = {"DEFAULT_CLOSED"}
@@ -138,7 +138,7 @@ class VIEW3D_PT_instanthmr_lens(_CapturePanel, bpy.types.Panel):
             layout.label(text="The model's own camera: no lens is assumed known", icon="INFO")
 
 
-class VIEW3D_PT_instanthmr_motion(_CapturePanel, bpy.types.Panel):
+class VIEW3D_PT_instanthmr_motion(CapturePanel, bpy.types.Panel):
     bl_label = "Smoothing and feet"
     bl_parent_id = "VIEW3D_PT_instanthmr_capture"
 
@@ -153,7 +153,7 @@ class VIEW3D_PT_instanthmr_motion(_CapturePanel, bpy.types.Panel):
         layout.prop(settings, "symmetric_lengths")
 
 
-class VIEW3D_PT_instanthmr_output(_CapturePanel, bpy.types.Panel):
+class VIEW3D_PT_instanthmr_output(CapturePanel, bpy.types.Panel):
     bl_label = "Output"
     bl_parent_id = "VIEW3D_PT_instanthmr_capture"
 

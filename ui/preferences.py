@@ -1,29 +1,26 @@
 """Add-on preferences: which InstantHMR model (size and fit level, with its licence and accuracy), where the model
 files live (a folder, or one path per model), downloads, default device, threads."""
 
-import functools
-from pathlib import Path
-
 import bpy
 
-# The extension's own package (`bl_ext.<repo>.instanthmr`): preferences are keyed by it, never by a literal.
-ADDON_PACKAGE = __package__.rpartition(".")[0]
-
-# The detector the capture downloads (the ONNX backend's default variant).
-DETECTOR_MODEL = "rfdetr-nano"
-
-
-def _registry():
-    from ..instanthmr_blender.models.registry import registry
-
-    return registry()
+from ..settings.preferences import (
+    ADDON_PACKAGE,
+    chosen_hmr_model,
+    detector_model_path,
+    hmr_model_path,
+    mesh_available,
+    model_folder,
+    registry,
+    sam3d_problem,
+)
+from .properties import device_items
 
 
 def _size_items(self, context):
     items = []
-    for size, about in _registry().sizes.items():
+    for size, about in registry().sizes.items():
         parameters = f", {about['parameters_m']:g} M parameters" if about["parameters_m"] else ""
-        licence = _registry().choose(size, 0).licence.text
+        licence = registry().choose(size, 0).licence.text
         items.append((size, about["label"], f"{about['backbone']}{parameters}. {licence}"))
     _size_items.cache = items  # Blender needs the strings kept alive while the enum is shown
     return items
@@ -36,15 +33,6 @@ FIT_ITEMS = [
     ("2", "Fit, 2 crops", "v1.1: the same fit on 2 crops per person (refused at load if its graph needs two crop "
      "inputs)"),
 ]
-
-
-def _device_items(self, context):
-    from ..instanthmr_blender.models.runtime import available_devices
-
-    items = [(name, name.upper() if name != "auto" else "Automatic", f"Default device: {name}")
-             for name in available_devices()]
-    _device_items.cache = items
-    return items
 
 
 class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
@@ -91,7 +79,7 @@ class INSTANTHMR_AP_preferences(bpy.types.AddonPreferences):
         default="",
     )
     default_device: bpy.props.EnumProperty(
-        name="Default device", items=_device_items,
+        name="Default device", items=device_items("Automatic"),
         description="Where the models run unless a capture picks another device (only those available here)")
     hmr_precision: bpy.props.EnumProperty(
         name="InstantHMR precision",
@@ -202,24 +190,6 @@ def draw_model_choice(prefs, layout) -> None:
         column.label(text="The InstantHMR model path below overrides this choice", icon="INFO")
 
 
-def chosen_hmr_model(prefs):
-    """The registry entry of the chosen size and fit level (the first release has fit 0 only)."""
-    fit = 0 if prefs.hmr_size == "first_release" else int(prefs.hmr_fit)
-    return _registry().choose(prefs.hmr_size, fit)
-
-
-def capture_model_names(prefs) -> list[str]:
-    """The downloadable models a capture with these preferences needs (InstantHMR as chosen, the detector)."""
-    return [chosen_hmr_model(prefs).name, DETECTOR_MODEL]
-
-
-def hmr_model_path(prefs) -> Path:
-    """The InstantHMR file a capture loads: its own preference when set, else the chosen model in the folder."""
-    if prefs.instanthmr_path:
-        return Path(bpy.path.abspath(prefs.instanthmr_path))
-    return model_folder(prefs) / chosen_hmr_model(prefs).file
-
-
 def draw_sam3d_preferences(box, prefs: INSTANTHMR_AP_preferences) -> None:
     box.label(text="Model: InstantHMR or SAM 3D Body")
     box.row().prop(prefs, "pose_backend", expand=True)
@@ -228,76 +198,6 @@ def draw_sam3d_preferences(box, prefs: INSTANTHMR_AP_preferences) -> None:
     problem = sam3d_problem(prefs)
     if problem:
         box.label(text=f"SAM 3D Body: {problem}", icon="INFO")
-
-
-def sam3d_settings(prefs: INSTANTHMR_AP_preferences):
-    """The engine's SAM 3D Body settings from the preferences (not checked)."""
-    from ..instanthmr_blender.pose.sam3d import Sam3DSettings
-
-    def path(value: str) -> str:
-        return str(Path(bpy.path.abspath(value))) if value else ""
-
-    return Sam3DSettings(python=path(prefs.sam3d_python), checkpoint=path(prefs.sam3d_checkpoint),
-                         code=path(prefs.sam3d_code), backbone=path(prefs.sam3d_backbone))
-
-
-def sam3d_problem(prefs: INSTANTHMR_AP_preferences) -> str:
-    """What SAM 3D Body still needs before it can run ("" when its files are in place); file checks only."""
-    from ..instanthmr_blender.pose.sam3d import Sam3DError
-
-    try:
-        sam3d_settings(prefs).check()
-    except Sam3DError as exc:
-        return str(exc)
-    return ""
-
-
-def mesh_available(prefs: INSTANTHMR_AP_preferences) -> bool:
-    """Whether the body mesh can run: PyTorch in Blender's Python, or a separate Python set in the preferences."""
-    return bool(prefs.mesh_python) or _torch_installed()
-
-
-@functools.cache
-def _torch_installed() -> bool:
-    # Looked up once (panels redraw often) and without importing torch: the default path never loads it.
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
-
-
-def get_preferences(context=None) -> INSTANTHMR_AP_preferences:
-    context = context or bpy.context
-    return context.preferences.addons[ADDON_PACKAGE].preferences
-
-
-def model_folder(prefs: INSTANTHMR_AP_preferences, *, create: bool = False) -> Path:
-    """The folder models are looked for in and downloaded to."""
-    if prefs.model_folder:
-        folder = Path(bpy.path.abspath(prefs.model_folder))
-        if create:
-            folder.mkdir(parents=True, exist_ok=True)
-        return folder
-    return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, path="models", create=create))
-
-
-def model_path(prefs: INSTANTHMR_AP_preferences, name: str) -> Path:
-    """Where model `name` of the engine's registry is expected: "instanthmr" means the chosen InstantHMR model
-    (`hmr_model_path`); any other name, its file name in the model folder."""
-    from ..instanthmr_blender.models.files import KNOWN_MODELS
-
-    if name == "instanthmr":
-        return hmr_model_path(prefs)
-    return model_folder(prefs) / KNOWN_MODELS[name].filename
-
-
-def detector_model_path(prefs: INSTANTHMR_AP_preferences, variant: str) -> Path:
-    """The RF-DETR ONNX file: the preference when set, else `rfdetr-<variant>.onnx` in the model folder."""
-    from ..instanthmr_blender.models.files import KNOWN_MODELS
-
-    if prefs.detector_path:
-        return Path(bpy.path.abspath(prefs.detector_path))
-    spec = KNOWN_MODELS.get(f"rfdetr-{variant}", KNOWN_MODELS["rfdetr-nano"])
-    return model_folder(prefs) / spec.filename
 
 
 classes = (INSTANTHMR_AP_preferences,)

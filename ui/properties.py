@@ -33,15 +33,23 @@ LENS_ITEMS = [
 ]
 
 
-def _device_items(self, context):
-    # ONNX Runtime reports its execution providers; only those present here are offered.
-    from ..instanthmr_blender.models.runtime import available_devices
+DEVICE_LABELS = {"cpu": "CPU", "cuda": "CUDA (NVIDIA)", "coreml": "Core ML (Apple)",
+                 "directml": "DirectML (Windows GPU)"}
 
-    labels = {"auto": "Preferences default", "cpu": "CPU", "cuda": "CUDA (NVIDIA)", "coreml": "Core ML (Apple)",
-              "directml": "DirectML (Windows GPU)"}
-    items = [(name, labels.get(name, name), f"Run the models with {labels.get(name, name)}")
-             for name in available_devices()]
-    _device_items.cache = items  # Blender needs the strings kept alive while the enum is shown
+
+def device_items(auto_label: str):
+    """An enum items callback listing the devices ONNX Runtime has here (only those are offered); `auto_label`
+    names the automatic choice where the enum is shown."""
+
+    def items(self, context):
+        from ..instanthmr_blender.models.runtime import available_devices
+
+        labels = {**DEVICE_LABELS, "auto": auto_label}
+        found = [(name, labels.get(name, name), f"Run the models with {labels.get(name, name)}")
+                 for name in available_devices()]
+        items.cache = found  # Blender needs the strings kept alive while the enum is shown
+        return found
+
     return items
 
 
@@ -83,7 +91,7 @@ class INSTANTHMR_PG_settings(bpy.types.PropertyGroup):
         name="Detector stride", default=1, min=1, max=30,
         description="Run the detector every Nth frame; in between, boxes follow each person's keypoints "
         "(faster; a person losing confidence forces a new detection)")
-    device: bpy.props.EnumProperty(name="Device", items=_device_items,
+    device: bpy.props.EnumProperty(name="Device", items=device_items("Preferences default"),
                                    description="Where the models run (only devices available here are listed)")
     lens_mode: bpy.props.EnumProperty(
         name="Camera lens", items=LENS_ITEMS, default="model",
@@ -121,15 +129,6 @@ class INSTANTHMR_PG_settings(bpy.types.PropertyGroup):
     export_per_person: bpy.props.BoolProperty(name="One file per person", default=False)
     people: bpy.props.CollectionProperty(type=INSTANTHMR_PG_person)
     people_index: bpy.props.IntProperty()
-
-
-def lens_settings(settings) -> dict:
-    """CaptureSettings' lens fields (focal_px, lens_mm, sensor_width_mm) from the scene's settings."""
-    if settings.lens_mode == "mm":
-        return {"lens_mm": settings.lens_mm, "sensor_width_mm": settings.sensor_width_mm}
-    if settings.lens_mode == "px":
-        return {"focal_px": settings.focal_px}
-    return {}
 
 
 class INSTANTHMR_PG_progress(bpy.types.PropertyGroup):

@@ -141,3 +141,10 @@ class Progress:
     decode_ms: float
     detector_ms: float
     hmr_ms: float  # InstantHMR plus tracking
+
+    def text(self) -> str:
+        """`120/230 frames · 24.8 fps · ETA 4 s · decode 14 ms · detector 38 ms · HMR 22 ms` (the upstream demo's
+        latency readout), as the panel and the command line show it."""
+        eta = f"{self.eta_seconds:.0f} s" if self.eta_seconds == self.eta_seconds else "?"
+        return (f"{self.frames_done}/{self.frames_total} frames · {self.fps:.1f} fps · ETA {eta} · "
+                f"decode {self.decode_ms:.0f} ms · detector {self.detector_ms:.0f} ms · HMR {self.hmr_ms:.0f} ms")

@@ -425,3 +425,8 @@ def download_missing(
                 error.reason,
             ) from None
     return fetched
+
+
+def detector_spec(variant: str) -> ModelSpec:
+    """The RF-DETR ONNX file of a detector variant (`rfdetr-<variant>`; the nano file for an unknown one)."""
+    return KNOWN_MODELS.get(f"rfdetr-{variant}", KNOWN_MODELS["rfdetr-nano"])

@@ -22,8 +22,8 @@ import numpy as np
 
 from .skeleton import BONE_INDEX, CAPTURE_RIG, MHR70_INDEX, VIRTUAL_JOINTS
 from .skeleton_solve import (
-    _BEND_DEGREES,
-    _REVERSED_DEGREES,
+    BEND_DEGREES,
+    REVERSED_DEGREES,
     RigRest,
 )
 
@@ -355,8 +355,8 @@ class FramePoseSolver:
             else:
                 bx, by, bz = bx / norm, by / norm, bz / norm
         bend_local = _mat_t_vec(carry, bend_z)
-        weight = _clip((angle - _BEND_DEGREES[0]) / (_BEND_DEGREES[1] - _BEND_DEGREES[0]), 0.0, 1.0)
-        trust = _clip((angle - _REVERSED_DEGREES[0]) / (_REVERSED_DEGREES[1] - _REVERSED_DEGREES[0]), 0.0, 1.0)
+        weight = _clip((angle - BEND_DEGREES[0]) / (BEND_DEGREES[1] - BEND_DEGREES[0]), 0.0, 1.0)
+        trust = _clip((angle - REVERSED_DEGREES[0]) / (REVERSED_DEGREES[1] - REVERSED_DEGREES[0]), 0.0, 1.0)
         if _finite(bend_local) and math.isfinite(weight) and weight > 0:
             tx, ty, tz = bend_local
             dot = bx * tx + by * ty + bz * tz

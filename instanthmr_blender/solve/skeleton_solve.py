@@ -40,9 +40,9 @@ from .smooth import gaussian_smooth
 
 # A hinge (elbow, knee, finger joint) defines the roll only once it is clearly bent: below the first
 # angle its plane is noise, above the second it fully decides; in between it blends with the parent's roll.
-_BEND_DEGREES = (10.0, 25.0)
+BEND_DEGREES = (10.0, 25.0)
 # A hinge bent against the inherited roll (more than 90 degrees from it) is trusted only from these angles.
-_REVERSED_DEGREES = (30.0, 60.0)
+REVERSED_DEGREES = (30.0, 60.0)
 # The spine's reach is measured on the neck distance smoothed over this long, so keypoint noise does not
 # lengthen the spine (which would bend it at every frame).
 _SPINE_REACH_SMOOTHING_SECONDS = 0.15
@@ -364,10 +364,10 @@ def _hinge_roll(
 ) -> np.ndarray:
     """Z columns (F, 3) of a hinged bone (upper arm, forearm, thigh, shin, finger segments).
 
-    A bent hinge (over _BEND_DEGREES[1]) decides the roll. As it straightens its plane turns to noise, so
+    A bent hinge (over BEND_DEGREES[1]) decides the roll. As it straightens its plane turns to noise, so
     the roll is carried over from the previous frame (in the parent's frame, made perpendicular to the new
     direction) and the hinge only pulls it by its weight; a hinge bent against that carried roll (noise,
-    hyperextension) pulls only once it is bent past _REVERSED_DEGREES. The first frame of each run of known
+    hyperextension) pulls only once it is bent past REVERSED_DEGREES. The first frame of each run of known
     frames starts from the twist-free swing of the rest pose (swing_z). Carrying keeps the roll continuous:
     no flips when an arm passes through straight.
     """
@@ -375,8 +375,8 @@ def _hinge_roll(
     y_local = np.einsum("fji,fj->fi", carry, y)
     swing_local = np.einsum("fji,fj->fi", carry, swing_z)
     bend_local = np.einsum("fji,fj->fi", carry, bend_z)
-    weight = np.clip((bend_angle - _BEND_DEGREES[0]) / (_BEND_DEGREES[1] - _BEND_DEGREES[0]), 0.0, 1.0)
-    trust = np.clip((bend_angle - _REVERSED_DEGREES[0]) / (_REVERSED_DEGREES[1] - _REVERSED_DEGREES[0]), 0.0, 1.0)
+    weight = np.clip((bend_angle - BEND_DEGREES[0]) / (BEND_DEGREES[1] - BEND_DEGREES[0]), 0.0, 1.0)
+    trust = np.clip((bend_angle - REVERSED_DEGREES[0]) / (REVERSED_DEGREES[1] - REVERSED_DEGREES[0]), 0.0, 1.0)
     known = _finite(y_local) & _finite(swing_local)
     bend_known = _finite(bend_local) & np.isfinite(weight)
     out = np.full((count, 3), np.nan)

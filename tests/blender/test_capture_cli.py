@@ -277,7 +277,7 @@ def headless(addon, argv):
     """The installed add-on's command line, in this process (the same code capture.py hands over to)."""
     from importlib import import_module
 
-    return import_module(addon.__name__ + ".headless").main([str(a) for a in argv])
+    return import_module(addon.__name__ + ".cli").main([str(a) for a in argv])
 
 
 def last_error(capsys) -> str:
@@ -349,23 +349,23 @@ def test_an_error_after_ctrl_c_counts_as_the_interrupt(addon):
     # ('enum "GLB" not found'): the command line notes the SIGINT itself, so that still exits 130.
     import importlib
 
-    headless = importlib.import_module(addon.__name__ + ".headless")
+    blender_io = importlib.import_module(addon.__name__ + ".cli.blender_io")
     unrelated = RuntimeError('Converting py args to operator properties: enum "GLB" not found')
     # As in a terminal, whatever disposition this test run inherited (a background job ignores SIGINT).
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous = headless._watch_sigint()
+    previous = blender_io.watch_sigint()
     try:
-        assert not headless._was_interrupted(unrelated)
+        assert not blender_io.was_interrupted(unrelated)
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
-        assert headless._was_interrupted(unrelated)
+        assert blender_io.was_interrupted(unrelated)
     finally:
-        headless._unwatch_sigint(previous)
+        blender_io.unwatch_sigint(previous)
     assert signal.getsignal(signal.SIGINT) is previous
-    headless._watch_sigint()  # each command starts with no Ctrl-C noted
-    headless._unwatch_sigint(previous)
+    blender_io.watch_sigint()  # each command starts with no Ctrl-C noted
+    blender_io.unwatch_sigint(previous)
     signal.signal(signal.SIGINT, inherited)
-    assert not headless._was_interrupted(unrelated)
+    assert not blender_io.was_interrupted(unrelated)
 
 
 def test_int8_precision_on_the_command_line(addon, fixtures_dir, tmp_path, capsys):

@@ -133,7 +133,7 @@ def test_command_line_downloads_the_chosen_size_and_records_its_licence(registry
     registry.KNOWN_MODELS["rfdetr-nano"] = dataclasses.replace(
         registry.KNOWN_MODELS["rfdetr-nano"], url=base + "/model.onnx",
         sha256=hashlib.sha256(detector_bytes).hexdigest())
-    headless = import_module(ADDON_MODULE + ".headless")
+    cli = import_module(ADDON_MODULE + ".cli")
     folder, out, take_path = tmp_path / "models", tmp_path / "walk.blend", tmp_path / "walk.npz"
     argv = [str(fixtures_dir / "video" / "two_people_walking.mp4"), "--model-dir", str(folder), "--model-size", "nano",
             "--model-fit", "1", "--end", "8", "--min-track-length", "3", "--lens-mm", "50", "--out", str(out),
@@ -146,7 +146,7 @@ def test_command_line_downloads_the_chosen_size_and_records_its_licence(registry
     saved_urls = {name: registry.KNOWN_MODELS[name] for name in ("instanthmr-nano-fit1", "rfdetr-nano")}
     for name, spec in saved_urls.items():
         registry.KNOWN_MODELS[name] = dataclasses.replace(spec, url=closed + "/" + spec.url.rsplit("/", 1)[1])
-    assert headless.main(argv + ["--download-models"]) == 2
+    assert cli.main(argv + ["--download-models"]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("capture: error: could not download the model files (")
     assert (f"{closed}/instanthmr-nano-fit1.onnx saved as {folder}/instanthmr-nano-fit1.onnx; {closed}/model.onnx "
@@ -154,10 +154,10 @@ def test_command_line_downloads_the_chosen_size_and_records_its_licence(registry
     registry.KNOWN_MODELS.update(saved_urls)
 
     # Without the option nothing is fetched: the missing files are named and the option suggested
-    assert headless.main(argv) == 2
+    assert cli.main(argv) == 2
     assert "--download-models" in capsys.readouterr().err and not list(folder.glob("*.onnx"))
 
-    assert headless.main(argv + ["--download-models"]) == 0, capsys.readouterr().err
+    assert cli.main(argv + ["--download-models"]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert f"downloaded and verified {folder / 'instanthmr-nano-fit1.onnx'}" in printed
     assert (folder / "instanthmr-nano-fit1.onnx").read_bytes() == hmr_bytes

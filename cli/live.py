@@ -1,12 +1,12 @@
 """The command line's live capture: `capture.py --camera 0 --duration 10 --out take.blend` (or `--stream URL`)
-records from a camera or a network stream for that long; headless.py then solves and builds the take like any
+records from a camera or a network stream for that long; `run.py` then solves and builds the take like any
 other capture. Blender-free: only options and the engine's `record_live`."""
 
 import argparse
 import time
 
-from .instanthmr_blender.capture.live import LiveError, LiveSettings, record_live
-from .instanthmr_blender.video.live_source import LiveSource, LiveSourceError, parse_source
+from ..instanthmr_blender.capture.live import LiveError, LiveSettings, record_live
+from ..instanthmr_blender.video.live_source import LiveSource, LiveSourceError, parse_source
 
 # Errors whose message tells the user what to fix (the camera, the URL, the duration): exit status 2.
 INPUT_ERRORS = (LiveSourceError, LiveError)
@@ -71,7 +71,7 @@ def record(args, capture_settings, say):
     settings = LiveSettings(str(source), capture_settings, width=args.camera_size[0], height=args.camera_size[1],
                             fps=args.camera_fps, timeout=args.source_timeout, take_fps=args.take_fps,
                             solve_live=False)
-    from .instanthmr_blender.capture.loading import build_models
+    from ..instanthmr_blender.capture.loading import build_models
 
     # the source first: an absent camera or a wrong URL fails before the models are loaded
     opened = LiveSource(settings.source, width=settings.width, height=settings.height, fps=settings.fps,
