@@ -35,7 +35,7 @@ def worker_python() -> Path:
 def headless(addon, argv) -> int:
     from importlib import import_module
 
-    return import_module(addon.__name__ + ".headless").main([str(a) for a in argv])
+    return import_module(addon.__name__ + ".cli").main([str(a) for a in argv])
 
 
 def write_png(path: Path, rgb) -> None:
