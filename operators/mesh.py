@@ -13,7 +13,7 @@ from ..scene import build, naming
 from ..scene import mesh as scene_mesh
 from ..settings.preferences import get_preferences, model_folder
 
-# Preferences the lead adds to ui/preferences.py; read leniently until they exist.
+# The body mesh's preferences, by name (read with getattr: a preference missing in an older file reads as unset).
 PREF_MODULE_PATH = "mhr_model_path"
 PREF_MESH_PYTHON = "mesh_python"
 

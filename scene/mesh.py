@@ -1,5 +1,5 @@
 """The optional body mesh in Blender: one mesh object per captured person, animated by a PC2 point cache
-(written by the engine, instanthmr_blender/mesh.py) through a Mesh Cache modifier, in the take's collection."""
+(written by the engine, instanthmr_blender/mesh/) through a Mesh Cache modifier, in the take's collection."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +52,7 @@ def build_body_meshes(
 
     take: the engine's Take; solution: anything with `camera_matrix_world` (4, 4) (solve.CaptureSolution);
     module_path: MHR's `mhr_model.pt`; python: a separate Python with torch (None: this one, if it has
-    torch; see engine mesh.py); lod: None (the module's own) or 1; progress(frames_done, frames_total).
+    torch; see the engine's mesh/runner.py); lod: None (the module's own) or 1; progress(frames_done, frames_total).
     Raises engine_mesh.MeshError (and subclasses) with a message for the user.
     """
     take_name = capture_objects.collection.get(naming.PROP_TAKE) or capture_objects.collection.name

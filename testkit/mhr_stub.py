@@ -9,8 +9,8 @@ cm, as in MHR) and `params[6:9]` moves the body with the pose, so the per-frame 
 live where the release module keeps them: buffer `character_torch.mesh.faces`, (Fc, 3) int32.
 
 Needs torch (imported lazily). Command line, for the Blender tier whose Python has no torch:
-    python tests/mhr_stub.py OUT.pt --sam3d FIXTURES_DIR   # templates = the SAM 3D Body keypoints
-    python tests/mhr_stub.py OUT.pt --wrong verts-shape     # a module that breaks the contract
+    python testkit/mhr_stub.py OUT.pt --sam3d FIXTURES_DIR   # templates = the SAM 3D Body keypoints
+    python testkit/mhr_stub.py OUT.pt --wrong verts-shape     # a module that breaks the contract
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ bulk key writing against per-frame keyframe_insert. Prints Markdown tables.
     .venv/bin/python tools/bench_blender.py [--clip PATH] [--frames N]
 
 Runs in the dev venv (Blender 4.5 as the bpy module), registering the extension from this checkout the way
-capture.py does, with contract-shaped stand-in models (tests/contract_models.py): the pump and bake figures do
+capture.py does, with contract-shaped stand-in models (testkit/contract_models.py): the pump and bake figures do
 not depend on the networks.
 """
 
@@ -108,9 +108,12 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=120)
     args = parser.parse_args()
     addon = enable_addon()
-    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "blender")]
+    # testkit, reached from the checkout once the add-on is registered (before, this folder's packages would
+    # shadow real modules: see capture.py)
+    sys.path.append(str(ROOT))
     import bpy
-    from capture_helpers import make_models
+
+    from testkit.model_folder import make_models
 
     models = make_models(SCRATCH / "models")
     print(f"Blender {bpy.app.version_string}, {os.cpu_count()} CPUs\n")

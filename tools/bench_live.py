@@ -5,7 +5,7 @@ captured live (newest frame -> detector -> InstantHMR -> tracking -> causal One-
 Prints a Markdown table: the live pose rate, the rate frames go through the models, the share of frames dropped,
 the end-to-end latency (frame arrival -> solved pose ready, mean and 95th percentile; and -> taken by a consumer
 polling at 60 Hz like the Blender timer) and the per-stage
-milliseconds. The networks are the contract-shaped stand-ins of `tests/contract_models.py` (constant outputs,
+milliseconds. The networks are the contract-shaped stand-ins of `testkit/contract_models.py` (constant outputs,
 almost no compute), so the figures measure everything around the networks. `--simulate-ms DET HMR` adds that many
 milliseconds per detector run / per InstantHMR frame (a sleep, which releases the GIL as ONNX Runtime does), to see
 how the live pipeline behaves with the real networks' cost: an estimate from given stage costs, not a measurement
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # the engine and tests.* as top-level packages (see bench_pipeline.py)
+sys.path.insert(0, str(REPO_ROOT))  # the engine and testkit as top-level packages
 
 from instanthmr_blender.capture import live as live_module  # noqa: E402
 from instanthmr_blender.capture.live import LiveCapture, LivePersonSolver, LiveSettings  # noqa: E402

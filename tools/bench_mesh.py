@@ -4,7 +4,7 @@ Python worker. Prints a Markdown table.
 
     .venv/bin/python tools/bench_mesh.py [--frames 1800]
 
-The module is the test stand-in (tests/mhr_stub.py: template + translation, no skinning), so the figures cover
+The module is the test stand-in (testkit/mhr_stub.py: template + translation, no skinning), so the figures cover
 everything around Meta's module (parameters, transfer, units and axes, world transform, cache writing), not its
 own compute.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))  # the engine and testkit
 
 VERTICES, FACES = 18439, 36874  # MHR LOD1
 
@@ -30,9 +30,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=1800)
     args = parser.parse_args()
 
-    import mhr_stub
-
     from instanthmr_blender.take import Take
+    from testkit import mhr_stub
 
     rng = np.random.default_rng(0)
     folder = Path(tempfile.mkdtemp(prefix="instanthmr-bench-mesh-"))

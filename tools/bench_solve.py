@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("## Motion solve speed\n")
     print(
-        f"CMU 01_01 mocap as a one-person take (`tests/cmu_take.py`, {len(takes)} rate(s) of the same "
+        f"CMU 01_01 mocap as a one-person take (`testkit/cmu_take.py`, {len(takes)} rate(s) of the same "
         f"{takes[0].frames / takes[0].row_fps:.1f} s of motion), `solve_take` with smoothing method "
         f"{args.smoothing_method}; frames/s and ms/frame from the fastest of {args.repeat} run(s) after one "
         f"warm-up solve. Floor: {timings[0].floor_method or 'n/a'}. {machine}\n"

@@ -16,12 +16,17 @@ The weights are random, so the outputs mean nothing; the output heads are biased
 (`fixtures/sam3d`) so the tracker sees a plausible person in every crop and behaves as with a real model. Never
 use these files for a capture. Needs the dev venv (torch, timm, rfdetr, onnx):
     .venv/bin/python tools/build_bench_models.py [--size nano|tiny|small|medium|repvit] [--out DIR]
+
+Also the models `tools/bench_pipeline.py` runs with (imported from there, no torch needed): the real files it is
+given, or contract-shaped stand-ins (testkit/contract_models.py) built on demand, and a detector wrapper that
+reports the clip's people at fixed places (for random-weight detectors, which find nobody).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +34,14 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from testkit.contract_models import load_sample_pose  # noqa: E402
+from instanthmr_blender.pose.detector import RFDETR_RESOLUTIONS, Detections, OnnxRFDETR  # noqa: E402
+from instanthmr_blender.pose.hmr import InstantHMR  # noqa: E402
+from testkit.contract_models import (  # noqa: E402
+    DetectorBox,
+    build_instanthmr_model,
+    build_rfdetr_model,
+    load_sample_pose,
+)
 from testkit.torch_compat import work_around_mismatched_torchvision  # noqa: E402
 
 #: The InstantHMR sizes: timm backbone, decoder width, decoder layers. Widths and depths are chosen so the
@@ -158,6 +170,108 @@ def export_hmr(size: str, out: Path) -> tuple[Path, Path, int]:
     # upstream's conversion: fp16 weights and arithmetic inside, float32 inputs and outputs
     onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True), str(fp16))
     return fp32, fp16, parameters
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The models of tools/bench_pipeline.py: real files, or stand-ins built into a temporary folder.
+
+#: Where the stand-in detector "sees" people in every frame, whatever the image (normalised cx, cy, w, h):
+#: standing figures of plausible size, so crops, the tracker and the keypoint confidence do real work.
+STAND_IN_PEOPLE = (
+    DetectorBox(0.30, 0.55, 0.10, 0.50, logit=3.0),
+    DetectorBox(0.70, 0.55, 0.12, 0.55, logit=2.0),
+    DetectorBox(0.50, 0.50, 0.08, 0.40, logit=1.5),
+    DetectorBox(0.15, 0.45, 0.07, 0.35, logit=1.0),
+)
+
+
+def stand_in_boxes(image_size: tuple[int, int], count: int) -> np.ndarray:
+    """(count, 4) xyxy pixels: the stand-in detector's people on a frame of (H, W)."""
+    height, width = image_size
+    rows = [
+        [
+            (b.cx - b.w / 2) * width,
+            (b.cy - b.h / 2) * height,
+            (b.cx + b.w / 2) * width,
+            (b.cy + b.h / 2) * height,
+        ]
+        for b in STAND_IN_PEOPLE[:count]
+    ]
+    return np.array(rows, np.float32)
+
+
+@dataclass
+class ModelChoice:
+    """Which model files a clip runs with."""
+
+    detector_path: Path
+    hmr_path: Path
+    detector_resolution: int | None  # given to OnnxRFDETR: None = read from the model
+
+
+class ModelFiles:
+    """Builds stand-in models on demand into `folder`; the InstantHMR stand-in is per frame size because its
+    `cam_trans` matches the implicit camera of one (H, W). `args`: bench_pipeline.py's command line (real
+    files given with --model / --detector-model are used as they are)."""
+
+    def __init__(self, args: argparse.Namespace, folder: Path) -> None:
+        self.args = args
+        self.folder = folder
+        self._stand_in_detector: Path | None = None
+        self._stand_in_hmr: dict[tuple[int, int], Path] = {}
+
+    def for_clip(self, image_size: tuple[int, int]) -> ModelChoice:
+        args = self.args
+        if args.detector_model is not None:
+            detector_path, detector_resolution = args.detector_model, args.detector_resolution
+        else:
+            if self._stand_in_detector is None:
+                self._stand_in_detector = build_rfdetr_model(
+                    self.folder / "rfdetr_stand_in.onnx",
+                    resolution=args.detector_resolution or RFDETR_RESOLUTIONS["nano"],
+                    boxes=STAND_IN_PEOPLE[: args.stand_in_people],
+                )
+            detector_path, detector_resolution = self._stand_in_detector, None
+        if args.model is not None:
+            hmr_path = args.model
+        else:
+            if image_size not in self._stand_in_hmr:
+                height, width = image_size
+                self._stand_in_hmr[image_size] = build_instanthmr_model(
+                    self.folder / f"instanthmr_stand_in_{width}x{height}.onnx", image_size=image_size
+                )
+            hmr_path = self._stand_in_hmr[image_size]
+        return ModelChoice(detector_path, hmr_path, detector_resolution)
+
+
+@dataclass
+class LoadedModels:
+    """The models one clip runs with, loaded and warmed up; load_seconds: how long the loading took."""
+
+    detector: OnnxRFDETR
+    hmr: InstantHMR
+    load_seconds: float
+
+
+class ScriptedPeopleDetector:
+    """Runs the real detector network on every call (its full cost), then reports `people` fixed boxes per
+    frame instead of what it found: a random-weight detector finds nobody, so nothing downstream would run."""
+
+    def __init__(self, inner: OnnxRFDETR, people: int) -> None:
+        self.inner = inner
+        self.people = people
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)  # provider, batch_size, resolution, confidence ...
+
+    def detect(self, frames_rgb):
+        self.inner.detect(frames_rgb)
+        found = []
+        for frame in frames_rgb:
+            boxes = stand_in_boxes(frame.shape[:2], self.people)
+            scores = np.linspace(0.9, 0.8, self.people).astype(np.float32)
+            found.append(Detections(boxes, scores))
+        return found
 
 
 def main(argv: list[str] | None = None) -> int:

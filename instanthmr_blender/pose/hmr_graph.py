@@ -7,7 +7,7 @@ graph, and some have no `joints_3d`. `read_graph` decides everything from the in
 shapes and the metadata, and refuses a graph it cannot decide with its signature and metadata printed: a wrong
 `cliff_cond` convention raises nothing in the network, it only puts the person at the wrong depth.
 
-Rules (each one is tested with a contract-shaped graph in tests/contract_models.py):
+Rules (each one is tested with a contract-shaped graph in testkit/contract_models.py):
 - inputs: exactly one 4-D crop input and one 2-D `cliff_cond` input [N,3]; any other input is refused.
 - the crop input: float32 / float16 (the add-on normalises: x/255, ImageNet mean/std) or uint8 (raw RGB, the graph
   normalises); channels first [N,3,S,S] or last [N,S,S,3]; the crop size S from the metadata `image_size` or the

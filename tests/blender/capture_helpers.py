@@ -6,6 +6,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from testkit.model_folder import make_models  # noqa: F401  (the tests import it from here)
+
 SAM3D_FOCAL = 2535.27
 SAM3D_SIZE = (890, 1920)
 SAM3D_PRINCIPAL = (960.0, 445.0)
@@ -104,15 +106,3 @@ def sam3d_take(api, fixtures_dir):
         take.valid[track, 0] = True
     return take
 
-
-def make_models(folder: Path, *, people: int = 2, image_size=(994, 1768)) -> Path:
-    """Contract-shaped stand-in models (RF-DETR ONNX finding `people` fixed boxes, InstantHMR returning a real
-    SAM 3D Body pose) under the file names the add-on looks for in its model folder."""
-    from testkit.contract_models import DetectorBox, build_instanthmr_model, build_rfdetr_model
-
-    folder.mkdir(parents=True, exist_ok=True)
-    centres = np.linspace(0.3, 0.7, people) if people > 1 else [0.5]
-    boxes = tuple(DetectorBox(float(cx), 0.55, 0.18, 0.75) for cx in centres)
-    build_rfdetr_model(folder / "rfdetr-nano.onnx", boxes=boxes)
-    build_instanthmr_model(folder / "instanthmr.onnx", image_size=image_size)
-    return folder

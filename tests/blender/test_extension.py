@@ -114,7 +114,8 @@ def test_manifest_validates_and_zips_hold_only_the_extension(built_zips):
     for zip_path in built_zips:
         names = zipfile.ZipFile(zip_path).namelist()
         assert "blender_manifest.toml" in names and "__init__.py" in names and "capture.py" in names
-        for forbidden in ("tests/", "tools/", ".ci/", ".git", "__pycache__", "pyproject.toml", ".venv"):
+        for forbidden in ("tests/", "testkit/", "tools/", "docs/", ".ci/", ".git", "__pycache__", "pyproject.toml",
+                          ".venv"):
             assert not any(forbidden in n for n in names), f"{zip_path.name} contains {forbidden}"
         wheels = [n for n in names if n.endswith(".whl")]
         assert any("onnxruntime" in w and "cp311" in w for w in wheels)

@@ -43,7 +43,7 @@ def mesh_python() -> Path:
 
 def _stub(mesh_python, path: Path, *extra: str) -> Path:
     result = subprocess.run(
-        [str(mesh_python), str(REPO_ROOT / "tests" / "mhr_stub.py"), str(path), *extra],
+        [str(mesh_python), str(REPO_ROOT / "testkit" / "mhr_stub.py"), str(path), *extra],
         capture_output=True, text=True, cwd=REPO_ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,7 +1,7 @@
 """Every known InstantHMR graph layout (contract section 5) runs with the right crops, cliff_cond, 2D mapping and
 camera; every unknown one is refused in one line with its signature, its metadata and what is supported.
 
-The graphs are contract-shaped stand-ins (tests/contract_models.py) that place the real SAM 3D Body pose so that it
+The graphs are contract-shaped stand-ins (testkit/contract_models.py) that place the real SAM 3D Body pose so that it
 projects onto each box in the camera the layout implies, and report the mean of the crop they received."""
 
 import math

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from instanthmr_blender import mesh
+from instanthmr_blender.mesh import runner as mesh_runner
 from instanthmr_blender.models.files import ModelDownloadError
 from instanthmr_blender.solve import ground
 from instanthmr_blender.take import Take
@@ -366,7 +367,7 @@ def test_worker_that_dies_is_reported_with_its_output(tmp_path):
 
 
 def test_without_torch_here_and_no_separate_python_the_message_says_how(monkeypatch, tmp_path):
-    monkeypatch.setattr(mesh, "torch_importable", lambda: False)
+    monkeypatch.setattr(mesh_runner, "torch_importable", lambda: False)  # where open_runner looks it up
     with pytest.raises(mesh.TorchUnavailableError) as caught:
         mesh.open_runner(tmp_path / "mhr_model.pt")
     message = str(caught.value)

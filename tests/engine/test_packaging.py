@@ -1,14 +1,18 @@
-"""Packaging facts checked without Blender: the wheel lock covers every platform and Blender Python, and the
-manifest lists exactly the locked wheels."""
+"""Packaging facts checked without Blender: the wheel lock covers every platform and Blender Python, the
+manifest lists exactly the locked wheels, and the build leaves out what is only for development."""
 
+import importlib.util
 import json
 import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
+import build_extension  # noqa: E402
 import fetch_wheels  # noqa: E402
 
 
@@ -53,3 +57,21 @@ def test_wheel_platform_and_python_matching():
     assert fetch_wheels._python_matches("cp37", "abi3", "cp311")
     assert not fetch_wheels._python_matches("cp312", "cp312", "cp311")
     assert not fetch_wheels._python_matches("cp313", "cp313t", "cp313")
+
+
+def test_the_build_leaves_out_the_tests_their_stand_ins_the_tools_and_the_docs():
+    """Checked with Blender's own build filter (blender_ext.py, inside the bpy package) on the manifest's
+    `paths_exclude_pattern`, so no zip needs building."""
+    try:
+        tool = build_extension.blender_ext_tool()
+    except build_extension.BuildError as error:
+        pytest.skip(str(error))
+    spec = importlib.util.spec_from_file_location("blender_ext", tool)
+    blender_ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(blender_ext)
+    manifest = tomllib.loads((ROOT / "blender_manifest.toml").read_text())
+    excluded = blender_ext.PathPatternMatch(manifest["build"]["paths_exclude_pattern"]).test_path
+    for folder in ("tests/", "testkit/", "tools/", "docs/"):
+        assert (ROOT / folder).is_dir() and excluded(folder), f"the extension zip would ship {folder}"
+    for shipped in ("__init__.py", "capture.py", "blender_manifest.toml", "instanthmr_blender/", "scene/"):
+        assert not excluded(shipped), f"the extension zip would leave out {shipped}"
