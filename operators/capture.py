@@ -111,7 +111,7 @@ class CaptureJob(WorkerJob):
 
 
 def current_job() -> CaptureJob | None:
-    return jobs.capture_job()
+    return jobs.get(jobs.CAPTURE)
 
 
 def status_text(progress: Progress | None) -> str:
@@ -164,7 +164,7 @@ def start_capture(context) -> CaptureJob:
     except OSError:  # no user folder either: the chosen take path is all there is
         fallback = None
     job = CaptureJob(settings, take_path, solve_options(context.scene.instanthmr), fallback_take_path=fallback)
-    jobs.set_capture_job(job)
+    jobs.put(jobs.CAPTURE, job)
     progress = context.window_manager.instanthmr_progress
     progress.running, progress.factor, progress.status = True, 0.0, status_text(None)
     job.start()
@@ -174,7 +174,7 @@ def start_capture(context) -> CaptureJob:
 def pump(context) -> tuple[str, str]:
     """Apply the worker's state on the main thread: ("RUNNING", status), ("FINISHED", summary),
     ("CANCELLED", message) or ("FAILED", error). Finishing saves the take and builds the scene in one step."""
-    job = jobs.capture_job()
+    job = jobs.get(jobs.CAPTURE)
     progress_props = context.window_manager.instanthmr_progress
     if job is None:
         return "CANCELLED", "No capture is running"
@@ -184,7 +184,7 @@ def pump(context) -> tuple[str, str]:
             progress_props.factor = progress.frames_done / progress.frames_total
         progress_props.status = status_text(progress)
         return "RUNNING", progress_props.status
-    jobs.set_capture_job(None)
+    jobs.put(jobs.CAPTURE, None)
     progress_props.running = False
     if job.cancelled:
         progress_props.status = "Capture cancelled: the scene was not changed"
@@ -235,7 +235,7 @@ def cancel_capture(wait: float = 0.0) -> bool:
     """Ask the running capture to stop (it stops within one frame). Returns False when none runs."""
     if not jobs.capture_running():
         return False
-    jobs.capture_job().cancel(wait)
+    jobs.get(jobs.CAPTURE).cancel(wait)
     return True
 
 
@@ -313,7 +313,7 @@ class INSTANTHMR_OT_cancel_capture(bpy.types.Operator):
 def _stop_on_load(*_args):
     # Another file is being loaded: the running capture belongs to the old one.
     if cancel_capture(wait=5.0):
-        jobs.set_capture_job(None)
+        jobs.put(jobs.CAPTURE, None)
 
 
 classes = (INSTANTHMR_OT_capture, INSTANTHMR_OT_cancel_capture)
@@ -328,7 +328,7 @@ def register() -> None:
 def unregister() -> None:
     # Disabling the add-on stops the worker before its code goes away.
     cancel_capture(wait=5.0)
-    jobs.set_capture_job(None)
+    jobs.put(jobs.CAPTURE, None)
     if _stop_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_stop_on_load)
     _unregister_classes()

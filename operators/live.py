@@ -98,12 +98,12 @@ class LiveSession:
 
 
 def current_session() -> LiveSession | None:
-    return jobs.live_session()
+    return jobs.get(jobs.LIVE)
 
 
 def recording_pending() -> bool:
     """Recording, or a recorded take still being saved and built."""
-    session = jobs.live_session()
+    session = jobs.get(jobs.LIVE)
     if session is None:
         return False
     recording = session.live is not None and session.live.recording
@@ -139,7 +139,7 @@ def start_live(context) -> LiveSession:
         raise LiveInputError("A capture from video is running: wait for it or cancel it first (one capture at a time)")
     job = LiveStartJob(live_settings(context))
     session = LiveSession(job)
-    jobs.set_live_session(session)
+    jobs.put(jobs.LIVE, session)
     status = context.window_manager.instanthmr_live_status
     status.running, status.recording, status.status = True, False, "Starting live capture (models, source)..."
     job.start()
@@ -151,8 +151,8 @@ def start_live(context) -> LiveSession:
 def stop_live(wait: float = 5.0) -> bool:
     """Stop live capture: the engine's threads are stopped and joined, the source closed; an unfinished recording is
     discarded, one being saved finishes in its thread. Returns False when none runs. Safe from any handler."""
-    session = jobs.live_session()
-    jobs.set_live_session(None)
+    session = jobs.get(jobs.LIVE)
+    jobs.put(jobs.LIVE, None)
     if bpy.app.timers.is_registered(live_tick):
         bpy.app.timers.unregister(live_tick)
     if session is None:
@@ -192,7 +192,7 @@ def stop_recording(context) -> RecordingJob:
 
 
 def _require_running() -> LiveSession:
-    session = jobs.live_session()
+    session = jobs.get(jobs.LIVE)
     if session is None or session.live is None:
         raise LiveInputError("Live capture is not running: click Start first")
     return session
@@ -200,7 +200,7 @@ def _require_running() -> LiveSession:
 
 def live_tick() -> float | None:
     """The main-thread timer: apply the newest pose, show the status, finish a recording. Never waits."""
-    session = jobs.live_session()
+    session = jobs.get(jobs.LIVE)
     if session is None:
         return None
     context = bpy.context
@@ -209,7 +209,7 @@ def live_tick() -> float | None:
         if session.start_job.running:
             return TICK_SECONDS
         if session.start_job.error or session.start_job.live is None:
-            jobs.set_live_session(None)
+            jobs.put(jobs.LIVE, None)
             status.running = False
             status.status = f"Live capture failed: {session.start_job.error or 'it did not start'}"
             _redraw(context)
@@ -328,7 +328,7 @@ class INSTANTHMR_OT_live_record(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        session = jobs.live_session()
+        session = jobs.get(jobs.LIVE)
         return session is not None and session.live is not None and not session.live.recording
 
     def execute(self, context):
@@ -348,7 +348,7 @@ class INSTANTHMR_OT_live_stop_recording(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        session = jobs.live_session()
+        session = jobs.get(jobs.LIVE)
         return session is not None and session.live is not None and session.live.recording
 
     def execute(self, context):

@@ -41,6 +41,21 @@ def remove_capture(collection: bpy.types.Collection) -> None:
     bpy.data.collections.remove(collection)
 
 
+def new_capture_collection(context, take_name: str, take_file: str | None = None) -> bpy.types.Collection:
+    """The collection `InstantHMR <take_name>` in the scene, new and empty (an earlier build of the same take name
+    is removed first), marked with the take's name and, when given, the saved take's file."""
+    name = naming.collection_name(take_name)
+    existing = bpy.data.collections.get(name)
+    if existing is not None:
+        remove_capture(existing)
+    collection = bpy.data.collections.new(name)
+    collection[naming.PROP_TAKE] = take_name
+    if take_file:
+        collection[naming.PROP_TAKE_FILE] = str(take_file)
+    context.scene.collection.children.link(collection)
+    return collection
+
+
 def build_capture(context, take, solution, take_name: str, *, background: str | None = None,
                   track_ids: list[int] | None = None, make_active_camera: bool = True,
                   take_file: str | None = None) -> CaptureObjects:
@@ -51,15 +66,7 @@ def build_capture(context, take, solution, take_name: str, *, background: str | 
     saved take, recorded on the collection for later steps (rebuild, body mesh).
     """
     scene = context.scene
-    name = naming.collection_name(take_name)
-    existing = bpy.data.collections.get(name)
-    if existing is not None:
-        remove_capture(existing)
-    collection = bpy.data.collections.new(name)
-    collection[naming.PROP_TAKE] = take_name
-    if take_file:
-        collection[naming.PROP_TAKE_FILE] = str(take_file)
-    scene.collection.children.link(collection)
+    collection = new_capture_collection(context, take_name, take_file)
 
     frames = scene_frames(take.frames)
     if len(frames):
