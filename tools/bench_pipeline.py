@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ from bench_alone import (  # noqa: E402
     time_alone,
 )
 from bench_common import BenchError, describe_load  # noqa: E402
-from bench_report import Measurements, print_report  # noqa: E402
+from bench_report import Measurements, RunResult, print_report  # noqa: E402
 from build_bench_models import (  # noqa: E402
     STAND_IN_PEOPLE,
     LoadedModels,
@@ -210,38 +209,6 @@ def resolve_clip(name: str, fixtures: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------------------------
 # Pipeline runs.
-
-
-@dataclass
-class RunResult:
-    """One run_capture of one clip at one detector stride. Stage times: mean ms per frame through the stage
-    (from the pipeline's own Progress report); the stages overlap in threads, so they need not add up."""
-
-    clip: str
-    size: str  # "WxH"
-    stride: int
-    frames: int
-    wall_seconds: float
-    load_seconds: float
-    decode_ms: float
-    detector_ms: float
-    hmr_ms: float
-    tracks: int
-    people_per_frame: float
-    providers: tuple[str, str]  # (detector, InstantHMR)
-    detector_resolution: int
-    work: WorkLog | None = None  # the model calls the run made
-    replay_seconds: float | None = None  # those calls made again one after another (replay_seconds)
-    pair_ratios: tuple[float, ...] = ()  # replay / wall of every run of this clip and stride
-
-    @property
-    def replay_ratio(self) -> float:
-        """The median over the runs of (their calls one after another) / (the pipeline's wall time)."""
-        return statistics.median(self.pair_ratios) if self.pair_ratios else float("nan")
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.wall_seconds if self.wall_seconds > 0 else float("nan")
 
 
 def warm_up(detector: OnnxRFDETR, hmr: InstantHMR, frame: np.ndarray, batch: int, persons: int) -> None:

@@ -6,17 +6,46 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import onnxruntime as ort
-from bench_alone import AloneTimes, bound_seconds
+from bench_alone import AloneTimes, WorkLog, bound_seconds
 from bench_common import cpu_model, describe_load
 
-if TYPE_CHECKING:  # bench_pipeline imports this module: the type only, for the annotations
-    from bench_pipeline import RunResult
+
+@dataclass
+class RunResult:
+    """One run_capture of one clip at one detector stride. Stage times: mean ms per frame through the stage
+    (from the pipeline's own Progress report); the stages overlap in threads, so they need not add up."""
+
+    clip: str
+    size: str  # "WxH"
+    stride: int
+    frames: int
+    wall_seconds: float
+    load_seconds: float
+    decode_ms: float
+    detector_ms: float
+    hmr_ms: float
+    tracks: int
+    people_per_frame: float
+    providers: tuple[str, str]  # (detector, InstantHMR)
+    detector_resolution: int
+    work: WorkLog | None = None  # the model calls the run made
+    replay_seconds: float | None = None  # those calls made again one after another (replay_seconds)
+    pair_ratios: tuple[float, ...] = ()  # replay / wall of every run of this clip and stride
+
+    @property
+    def replay_ratio(self) -> float:
+        """The median over the runs of (their calls one after another) / (the pipeline's wall time)."""
+        return statistics.median(self.pair_ratios) if self.pair_ratios else float("nan")
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_seconds if self.wall_seconds > 0 else float("nan")
 
 
 @dataclass
