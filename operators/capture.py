@@ -31,7 +31,7 @@ from ..settings.capture import (
 )
 from ..settings.preferences import get_preferences, model_folder
 from . import jobs
-from .worker import WorkerJob
+from .background import BackgroundJob
 
 if TYPE_CHECKING:
     # The capture pipeline (ONNX Runtime, OpenCV) is imported when a capture starts, not when the add-on is
@@ -44,7 +44,7 @@ MIN_TRACK_LENGTH_SETTING = "Min track length (People)"
 
 
 @dataclass
-class CaptureJob(WorkerJob):
+class CaptureJob(BackgroundJob):
     """A capture running in a worker thread: the models, saving the take and the solve (engine code only). The
     worker writes `progress`, `take`, `saved`, `solution`, `error`, `log`; only the pump touches Blender."""
 

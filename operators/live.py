@@ -24,8 +24,8 @@ from ..instanthmr_blender.take import save_take
 from ..scene import live_rig, workflow
 from ..settings.capture import CaptureInputError, default_take_path, scene_request, solve_options
 from . import jobs
+from .background import BackgroundJob
 from .capture import model_settings
-from .worker import WorkerJob
 
 TICK_SECONDS = 1.0 / 60.0
 LIVE_TAKE = "live"  # the live rig's take name: collection "InstantHMR live", rig "live.personNN"
@@ -36,7 +36,7 @@ class LiveInputError(ValueError):
 
 
 @dataclass
-class LiveStartJob(WorkerJob):
+class LiveStartJob(BackgroundJob):
     """Loads the models and opens the source off the main thread, then starts the engine's LiveCapture."""
 
     settings: object  # instanthmr_blender.capture.live.LiveSettings
@@ -62,7 +62,7 @@ class LiveStartJob(WorkerJob):
 
 
 @dataclass
-class RecordingJob(WorkerJob):
+class RecordingJob(BackgroundJob):
     """Turns the recorded frames into a take, saves it and solves it (engine code only), like an offline capture's
     worker; `live_tick` then builds the scene."""
 

@@ -15,7 +15,7 @@ from ..settings.preferences import (
     hmr_model_path,
     model_folder,
 )
-from .worker import WorkerJob
+from .background import BackgroundJob
 
 
 def required_model_paths(prefs) -> dict[str, Path]:
@@ -43,7 +43,7 @@ class INSTANTHMR_OT_check_models(bpy.types.Operator):
 
 
 @dataclass
-class DownloadJob(WorkerJob):
+class DownloadJob(BackgroundJob):
     names: list[str]
     folder: Path
     allow_network: bool

@@ -1,5 +1,5 @@
-"""Property groups: the capture settings stored on the scene, the tracked people of the last take, and the
-progress of a running capture (on the window manager: runtime state, never saved in the .blend)."""
+"""Property groups: the capture and live settings stored on the scene, the tracked people of the last take, and
+the progress of a running capture or live session (on the window manager: runtime state, never saved)."""
 
 import bpy
 
@@ -139,7 +139,40 @@ class INSTANTHMR_PG_progress(bpy.types.PropertyGroup):
     status: bpy.props.StringProperty()
 
 
-classes = (INSTANTHMR_PG_person, INSTANTHMR_PG_settings, INSTANTHMR_PG_progress)
+class INSTANTHMR_PG_live(bpy.types.PropertyGroup):
+    """Live capture settings of a scene (saved with the .blend)."""
+
+    source: bpy.props.StringProperty(
+        name="Source", default="0",
+        description="A camera number (0 = the first camera) or a stream URL: a phone camera app's address, e.g. "
+        "http://192.168.1.20:8080/video (MJPEG) or rtsp://192.168.1.20:8554/live")
+    width: bpy.props.IntProperty(name="Width", default=0, min=0, max=7680,
+                                 description="Requested camera width in pixels (0 = the camera's default)")
+    height: bpy.props.IntProperty(name="Height", default=0, min=0, max=4320,
+                                  description="Requested camera height in pixels (0 = the camera's default)")
+    fps: bpy.props.FloatProperty(name="FPS", default=0.0, min=0.0, max=240.0,
+                                 description="Requested camera frame rate (0 = the camera's default)")
+    timeout: bpy.props.FloatProperty(name="Timeout", default=5.0, min=0.5, max=60.0, subtype="TIME_ABSOLUTE",
+                                     description="Seconds to wait for the source to open and for each frame")
+    follow: bpy.props.IntProperty(name="Follow person", default=-1, min=-1, max=999,
+                                  description="Track number of the person the live rig follows (-1 = the most "
+                                  "prominent: the largest in the picture)")
+    mirror: bpy.props.BoolProperty(name="Mirror preview", default=False,
+                                   description="Show the live rig mirrored, like a webcam preview (the recording is "
+                                   "never mirrored)")
+
+
+class INSTANTHMR_PG_live_status(bpy.types.PropertyGroup):
+    """Runtime state of live capture (on the window manager: never saved)."""
+
+    running: bpy.props.BoolProperty()
+    recording: bpy.props.BoolProperty()
+    status: bpy.props.StringProperty()
+    last_take: bpy.props.StringProperty()
+
+
+classes = (INSTANTHMR_PG_person, INSTANTHMR_PG_settings, INSTANTHMR_PG_progress, INSTANTHMR_PG_live,
+           INSTANTHMR_PG_live_status)
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
 
 
@@ -148,9 +181,13 @@ def register() -> None:
     bpy.types.Scene.instanthmr = bpy.props.PointerProperty(type=INSTANTHMR_PG_settings)
     bpy.types.WindowManager.instanthmr_progress = bpy.props.PointerProperty(type=INSTANTHMR_PG_progress)
     bpy.types.WindowManager.instanthmr_download = bpy.props.PointerProperty(type=INSTANTHMR_PG_progress)
+    bpy.types.Scene.instanthmr_live = bpy.props.PointerProperty(type=INSTANTHMR_PG_live)
+    bpy.types.WindowManager.instanthmr_live_status = bpy.props.PointerProperty(type=INSTANTHMR_PG_live_status)
 
 
 def unregister() -> None:
+    del bpy.types.WindowManager.instanthmr_live_status
+    del bpy.types.Scene.instanthmr_live
     del bpy.types.WindowManager.instanthmr_download
     del bpy.types.WindowManager.instanthmr_progress
     del bpy.types.Scene.instanthmr

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass(kw_only=True)
-class WorkerJob:
+class BackgroundJob:
     error: str = ""
     cancel_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
