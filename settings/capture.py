@@ -47,7 +47,7 @@ class CaptureRequest:
     hmr_fit: int | None = None
     precision: str | None = None  # "as-given" | "int8"
     detector_model: str | None = None  # an RF-DETR ONNX file given outright
-    device: str | None = None  # None or "auto": the preferences' default device
+    device: str | None = None  # None: the preferences' default device
     threads: int | None = None
     sam3d: dict = field(default_factory=dict)  # Sam3DSettings fields overriding the preferences'
 
@@ -117,7 +117,7 @@ def capture_settings(prefs, request: CaptureRequest, *, advice: str, log=None) -
         if log is not None:
             log(f"InstantHMR {FidelityReport.load(report_path(hmr)).summary()}")
         hmr = int8
-    device = request.device if request.device not in (None, "auto") else prefs.default_device
+    device = request.device or prefs.default_device
     return CaptureSettings(
         source=request.source, start=request.start, end=request.end, step=request.step, fps=request.fps,
         detector_backend=request.detector_backend, detector_model=str(detector or ""),
@@ -176,7 +176,7 @@ def scene_request(context, source: str) -> CaptureRequest:
         max_persons=settings.max_persons,
         min_track_length=settings.min_track_length,
         lens=scene_lens(settings),
-        device=settings.device,
+        device=None if settings.device == "auto" else settings.device,  # the panel's "Preferences default"
     )
 
 
