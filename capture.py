@@ -56,7 +56,8 @@ def _copy_checkout(link: Path) -> None:
         link.unlink()
     elif link.exists():
         shutil.rmtree(link)
-    shutil.copytree(HERE, link, ignore=shutil.ignore_patterns(".*", "tests", "testkit", "tools", "docs", "wheels", "dist"))
+    shutil.copytree(HERE, link,
+                    ignore=shutil.ignore_patterns(".*", "tests", "testkit", "tools", "docs", "wheels", "dist"))
 
 
 def _dev_module_name(bpy) -> str:

@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import bpy
@@ -39,6 +40,7 @@ def blender_message(error: Exception, path: Path) -> str:
     return re.sub(r"\S*\.blend@", str(path), text.removeprefix("Error: "))
 
 
+@contextmanager
 def output_held(rename: tuple[str, str] | None = None):
     """Hold what Blender prints on stdout/stderr (C-level, e.g. a failed save's `Error: ... file.blend@` or an
     exporter's traceback) and show it only when the block succeeds: a failure is reported as one line.

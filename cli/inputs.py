@@ -11,6 +11,7 @@ from ..instanthmr_blender.capture.settings import CaptureSummary, Progress
 from ..instanthmr_blender.models.files import KNOWN_MODELS
 from ..instanthmr_blender.video.lens import Lens
 from ..settings.capture import capture_settings, mesh_options, model_files
+from ..settings.preferences import model_folder
 from .blender_io import Interrupted, say
 from .options import UsageError, capture_request, lens_fields
 
@@ -67,8 +68,8 @@ def capture_clip(args, clip: str, prefs):
 
 def import_sam3d(args, clip: str | None):
     """The take from SAM 3D Body results; the clip, when given, gives the frame size and rate."""
-    from .instanthmr_blender.capture.sam3d_import import import_sam3d_results
-    from .instanthmr_blender.video.frames import open_source
+    from ..instanthmr_blender.capture.sam3d_import import import_sam3d_results
+    from ..instanthmr_blender.video.frames import open_source
 
     size, fps = None, args.fps
     if clip:
@@ -91,7 +92,7 @@ def import_sam3d(args, clip: str | None):
 def download_models(args, prefs) -> None:
     """--download-models: fetch the model files this capture will load that are missing and downloadable (the
     chosen InstantHMR model, the detector), verified; offline, one line says what to fetch from where to where."""
-    from .instanthmr_blender.models.files import download_missing
+    from ..instanthmr_blender.models.files import download_missing
 
     if getattr(bpy.app, "online_access_override", False) and not bpy.app.online_access:
         raise UsageError("--download-models: Blender was started with --offline-mode; drop one of the two")
@@ -123,8 +124,7 @@ class _DownloadPrinter:
 
 def mesh_choice(args, prefs) -> dict:
     """The body-mesh module and Python, checked before any capture work (a 1-row call of the module)."""
-    from .instanthmr_blender.mesh import open_runner
-    from .ui.preferences import model_folder
+    from ..instanthmr_blender.mesh import open_runner
 
     folder = Path(args.model_dir) if args.model_dir else model_folder(prefs, create=True)
     options = mesh_options(prefs, folder, module_path=args.mhr_model, python=args.mesh_python,

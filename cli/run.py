@@ -210,7 +210,7 @@ def kept_message(kept: Path | None, out: Path, *, interrupted: bool = False) -> 
 
 
 def retarget(args, rigs) -> None:
-    from .retarget import append_target, retarget_capture
+    from ..retarget import append_target, retarget_capture
 
     if args.retarget_person is None:
         source = rigs[0]

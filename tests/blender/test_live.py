@@ -26,7 +26,7 @@ def served(fixtures_dir, installed_addon):
     import importlib
 
     addon_utils.enable(ADDON_MODULE, default_set=True)  # OpenCV comes from the extension's bundled wheel
-    mjpeg = importlib.import_module("mjpeg_server")
+    mjpeg = importlib.import_module("testkit.mjpeg_server")
     return mjpeg, mjpeg.encode_video(fixtures_dir / "video" / "one_person_lab.mp4", max_frames=60,
                                      max_side=SERVED_SIDE)
 
