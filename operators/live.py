@@ -97,6 +97,11 @@ class LiveSession:
     started: float = field(default_factory=time.monotonic)
 
 
+def live_active() -> bool:
+    """True from Start until live capture has stopped (starting, running or finishing a recording)."""
+    return jobs.live_active()
+
+
 def current_session() -> LiveSession | None:
     return jobs.get(jobs.LIVE)
 
