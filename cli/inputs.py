@@ -55,7 +55,7 @@ def capture_clip(args, clip: str, prefs):
     except KeyboardInterrupt:
         raise Interrupted("stopped during the capture: nothing was written") from None
     say(f"capture: {people(take.num_tracks)} tracked over {take.num_frames} frames "
-           f"in {time.monotonic() - started:.1f} s")
+        f"in {time.monotonic() - started:.1f} s")
     summary = summaries[0]
     if summary.truncated:
         say(f"capture: warning: {summary.truncation_message()}")
@@ -85,7 +85,7 @@ def import_sam3d(args, clip: str | None):
                                 source=str(Path(clip).resolve()) if clip else "",
                                 min_track_length=args.min_track_length)
     say(f"capture: imported SAM 3D Body results from {args.import_sam3d} ({people(take.num_tracks)}, "
-           f"{take.num_frames} frames)")
+        f"{take.num_frames} frames)")
     return take
 
 

@@ -183,7 +183,7 @@ def background_clip(args, clip: str | None, take) -> str | None:
     if found is None:
         where = f"the take's clip {take.source}" if take.source else "the take names no clip and"
         say(f"capture: warning: {where} was not found (nor next to the take): the camera has no "
-               "background; give the clip too (capture.py CLIP --take TAKE.npz) to show it")
+            "background; give the clip too (capture.py CLIP --take TAKE.npz) to show it")
     return found
 
 
@@ -223,7 +223,7 @@ def retarget(args, rigs) -> None:
     result = retarget_capture(bpy.context, source, target, root_motion=args.retarget_root_motion,
                               scale=args.retarget_scale, bake_ik=args.retarget_bake_ik)
     say(f"capture: retargeted {source.name} onto {target.name} ({len(result.frames)} frames, "
-           f"action {result.action.name})")
+        f"action {result.action.name})")
 
 
 def main(argv: list[str]) -> int:
