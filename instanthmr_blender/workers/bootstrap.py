@@ -10,10 +10,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def protocol_functions():
-    """`(read_message, run_worker, write_message)` of `protocol.py` beside this file."""
+def protocol_module():
+    """`protocol.py` beside this file, as a module."""
     sys.path[:] = [entry for entry in sys.path if not (entry and Path(entry).resolve() == HERE)]
     spec = importlib.util.spec_from_file_location("instanthmr_worker_protocol", HERE / "protocol.py")
     protocol = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(protocol)
-    return protocol.read_message, protocol.run_worker, protocol.write_message
+    return protocol

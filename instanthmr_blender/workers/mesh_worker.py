@@ -22,12 +22,15 @@ from pathlib import Path
 import numpy as np
 
 if __package__:
-    from .protocol import read_message, run_worker, write_message
+    from . import protocol
 else:  # run as a script under another Python: bootstrap.py beside this file comes first
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bootstrap import protocol_functions
+    from bootstrap import protocol_module
 
-    read_message, run_worker, write_message = protocol_functions()
+    protocol = protocol_module()
+# the protocol's names, as the add-on and the tests reach them through this module
+read_message, run_worker, write_message = protocol.read_message, protocol.run_worker, protocol.write_message
+WorkerProblem = protocol.WorkerProblem
 
 NUM_IDENTITY = 45
 NUM_MODEL_PARAMS = 204
@@ -36,14 +39,6 @@ NUM_SKELETON_JOINTS = 127
 SKELETON_STATE_SIZE = 8  # translation (3, cm), rotation quaternion (x, y, z, w), scale
 # Where the release module keeps its triangle list (a buffer of the traced pymomentum character).
 FACES_BUFFER = "character_torch.mesh.faces"
-
-
-class WorkerProblem(Exception):
-    """A failure to report to the user. kind: "torch", "module" or "request" (see the module docstring)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -175,35 +170,22 @@ def _faces(module, name: str, num_vertices: int) -> np.ndarray:
 
 def serve(module_path: str, requests, replies) -> int:
     """Load the module, announce it, answer requests until close or end of input. Returns the exit status."""
+    name = f"`{Path(module_path).name}`"
     try:
         module = load_module(module_path)
-        info, faces = describe_module(module, f"`{Path(module_path).name}`")
+        info, faces = describe_module(module, name)
     except WorkerProblem as problem:
-        write_message(replies, {"op": "error", "kind": problem.kind, "message": str(problem)})
+        protocol.report(replies, problem)
         return 1
     write_message(replies, {"op": "ready", **info}, [faces])
-    name = f"`{Path(module_path).name}`"
-    while True:
-        try:
-            header, arrays = read_message(requests)
-        except EOFError:
-            return 0
-        op = header.get("op")
-        try:
-            if op == "close":
-                return 0
-            if op == "echo":
-                write_message(replies, {"op": "echo"}, arrays)
-            elif op == "evaluate":
-                if len(arrays) != 2:
-                    raise WorkerProblem(
-                        "request", f"evaluate needs 2 arrays (identity, model_params), got {len(arrays)}"
-                    )
-                write_message(replies, {"op": "vertices"}, [evaluate(module, arrays[0], arrays[1], name)])
-            else:
-                raise WorkerProblem("request", f"unknown request {op!r}")
-        except WorkerProblem as problem:
-            write_message(replies, {"op": "error", "kind": problem.kind, "message": str(problem)})
+
+    def evaluate_request(header: dict, arrays: list) -> tuple[dict, list]:
+        if len(arrays) != 2:
+            raise WorkerProblem("request", f"evaluate needs 2 arrays (identity, model_params), got {len(arrays)}")
+        return {"op": "vertices"}, [evaluate(module, arrays[0], arrays[1], name)]
+
+    handlers = {"echo": lambda header, arrays: ({"op": "echo"}, arrays), "evaluate": evaluate_request}
+    return protocol.answer_requests(requests, replies, handlers)
 
 
 def main(argv: list[str]) -> int:

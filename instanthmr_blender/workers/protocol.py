@@ -15,6 +15,7 @@ import json
 import os
 import struct
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -86,3 +87,45 @@ def claim_stdout():
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     return replies
+
+
+class WorkerProblem(Exception):
+    """A failure a worker reports to the add-on as `{"op": "error", "kind", "message"}`; each worker's docstring
+    lists its kinds."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def report(replies, problem: WorkerProblem) -> None:
+    write_message(replies, {"op": "error", "kind": problem.kind, "message": str(problem)})
+
+
+Handler = Callable[[dict, list], tuple[dict, list]]
+
+
+def answer_requests(requests, replies, handlers: dict[str, Handler],
+                    failure: Callable[[Exception], WorkerProblem] | None = None) -> int:
+    """A worker's loop: read requests until `close` or the end of input (exit status 0) and answer each with its
+    handler's (header, arrays). A WorkerProblem is answered as an error reply and the worker goes on; so is any
+    other exception when `failure` turns it into one (without it, the exception ends the worker)."""
+    while True:
+        try:
+            header, arrays = read_message(requests)
+        except EOFError:
+            return 0
+        op = header.get("op")
+        if op == "close":
+            return 0
+        try:
+            if op not in handlers:
+                raise WorkerProblem("request", f"unknown request {op!r}")
+            reply, outputs = handlers[op](header, arrays)
+            write_message(replies, reply, outputs)
+        except WorkerProblem as problem:
+            report(replies, problem)
+        except Exception as error:
+            if failure is None:
+                raise
+            report(replies, failure(error))

@@ -36,12 +36,13 @@ from pathlib import Path
 import numpy as np
 
 if __package__:
-    from .protocol import read_message, run_worker, write_message
+    from . import protocol
 else:  # run as a script under another Python: bootstrap.py beside this file comes first
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bootstrap import protocol_functions
+    from bootstrap import protocol_module
 
-    read_message, run_worker, write_message = protocol_functions()
+    protocol = protocol_module()
+run_worker, write_message, WorkerProblem = protocol.run_worker, protocol.write_message, protocol.WorkerProblem
 
 #: What a SAM 3D Body checkpoint folder holds (Hugging Face `facebook/sam-3d-body-dinov3`).
 CHECKPOINT_FILES = ("model.ckpt", "model_config.yaml", "assets/mhr_model.pt")
@@ -49,14 +50,6 @@ NUM_KEYPOINTS = 70
 BACKBONE_INPUT = (1, 3, 512, 512)
 BACKBONE_OUTPUT = (1, 1280, 32, 32)
 INFERENCE_TYPES = ("full", "body")
-
-
-class WorkerProblem(Exception):
-    """A failure to report to the add-on; kind as in the module docstring."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def _first_line(error: BaseException) -> str:
@@ -357,30 +350,15 @@ def serve(args, requests, replies) -> int:
     try:
         session = Session(args)
     except WorkerProblem as problem:
-        write_message(replies, {"op": "error", "kind": problem.kind, "message": str(problem)})
+        protocol.report(replies, problem)
         return 1
     except Exception as error:  # upstream failed while building: say what, instead of a bare exit
-        write_message(replies, {"op": "error", "kind": "model", "message": f"SAM 3D Body could not start: {error!r}"})
+        protocol.report(replies, WorkerProblem("model", f"SAM 3D Body could not start: {error!r}"))
         return 1
     write_message(replies, {"op": "ready", **session.info})
-    while True:
-        try:
-            header, arrays = read_message(requests)
-        except EOFError:
-            return 0
-        op = header.get("op")
-        try:
-            if op == "close":
-                return 0
-            if op == "predict":
-                reply, outputs = session.predict(header, arrays)
-                write_message(replies, reply, outputs)
-            else:
-                raise WorkerProblem("request", f"unknown request {op!r}")
-        except WorkerProblem as problem:
-            write_message(replies, {"op": "error", "kind": problem.kind, "message": str(problem)})
-        except Exception as error:  # the model failed on this frame: say so, keep serving
-            write_message(replies, {"op": "error", "kind": "model", "message": f"SAM 3D Body failed: {error!r}"})
+    # the model failing on one frame is reported, and the worker keeps serving
+    return protocol.answer_requests(requests, replies, {"predict": session.predict},
+                                    failure=lambda error: WorkerProblem("model", f"SAM 3D Body failed: {error!r}"))
 
 
 def parse_arguments(argv: list[str]):
