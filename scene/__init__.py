@@ -1,2 +1,3 @@
-"""Blender-side building blocks shared by operators, capture.py and retarget: the capture rig, its bulk-written
-actions, the matched camera and the scene set-up. Data flows one way: take -> engine solve -> these writers."""
+"""Building the Blender scene from a solve, shared by the operators, the command line (cli/) and retarget: the
+capture rig and the live rig, their bulk-written actions, the matched camera, quality markers and exports. Data
+flows one way: take -> engine solve -> these writers."""
