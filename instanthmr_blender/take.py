@@ -29,6 +29,14 @@ z forward.
 | `source` | str | () | where the take came from (the video path), informational |
 | `model_info` | str | () | optional: JSON object naming the InstantHMR file that made it (file, sha256, model, |
 | | | | licence, licence_url, source, graph, ...; see `provenance.py`); absent or `{}` for other takes |
+| `camera_rotation` | float64 | (F, 3, 3) | optional, only for a moving camera: world-from-camera rotation per column |
+| `camera_center` | float64 | (F, 3) | optional: camera centre per column, in the path's own units (no metric scale) |
+| `camera_registered` | bool | (F,) | optional: False where the pose was interpolated (the solver could not place it) |
+| `camera_points` | float64 | (N, 3) | optional: the background points the path was solved from (may be empty) |
+| `camera_info` | str | () | optional: JSON object: `method` (`camera/path.py` METHODS) and the solve's figures |
+
+A take without the `camera_*` keys was filmed by a still camera (or captured before the camera solve existed);
+all five are written together (`camera/path.py` `CameraPath`), so rebuilding a scene never solves the camera again.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .camera.path import CameraPath, CameraPathError
 
 TAKE_FORMAT = "instanthmr-take"
 TAKE_VERSION = 1
@@ -67,7 +77,8 @@ _RECORD_FIELDS = {name: shape[2:] for name, (_, shape) in _ARRAY_FIELDS.items() 
 _SCALAR_KEYS = ("format", "version", "fps", "image_size", "focal_length", "principal_point", "source")
 TAKE_KEYS = _SCALAR_KEYS + tuple(_ARRAY_FIELDS)
 #: Keys a take may have; older takes lack them (same version: a reader that does not know them ignores them).
-OPTIONAL_KEYS = ("model_info",)
+OPTIONAL_KEYS = ("model_info", "camera_rotation", "camera_center", "camera_registered", "camera_points", "camera_info")
+_CAMERA_KEYS = OPTIONAL_KEYS[1:]
 
 
 class TakeError(ValueError):
@@ -94,6 +105,7 @@ class Take:
     shape_params: np.ndarray  # (T, F, 45) float32
     source: str = ""  # where it came from (video path), informational
     model_info: dict = field(default_factory=dict)  # the InstantHMR file that made it (provenance.py), JSON-ready
+    camera_path: CameraPath | None = None  # a moving camera's path (camera/path.py); None: a still camera
 
     @property
     def num_tracks(self) -> int:
@@ -183,6 +195,11 @@ class Take:
             raise TakeError("take field `frames` must be strictly increasing source frame indices")
         if np.unique(self.track_ids).shape[0] != self.num_tracks:
             raise TakeError(f"take field `track_ids` has duplicates: {self.track_ids.tolist()}")
+        if self.camera_path is not None:
+            try:
+                self.camera_path.validate(self.num_frames)
+            except CameraPathError as error:
+                raise TakeError(f"take field `camera_path`: {error}") from None
 
 
 def _is_real(value) -> bool:
@@ -230,6 +247,15 @@ def save_take(take: Take, path: str | os.PathLike) -> Path:
         "model_info": np.array(json.dumps(take.model_info, sort_keys=True)),
     }
     payload.update({name: getattr(take, name) for name in _ARRAY_FIELDS})
+    if take.camera_path is not None:
+        path = take.camera_path
+        payload.update({
+            "camera_rotation": np.asarray(path.rotation, dtype=np.float64),
+            "camera_center": np.asarray(path.center, dtype=np.float64),
+            "camera_registered": np.asarray(path.registered, dtype=bool),
+            "camera_points": np.asarray(path.points, dtype=np.float64).reshape(-1, 3),
+            "camera_info": np.array(json.dumps({**path.info, "method": path.method}, sort_keys=True)),
+        })  # fmt: skip
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=folder)
     except OSError as error:  # a read-only or full folder: name the take, not the temporary file
@@ -344,6 +370,7 @@ def _take_from_archive(archive, source_path: Path) -> Take:
         principal_point=(float(principal_point[0]), float(principal_point[1])),
         source=_read_scalar(archive, "source", str, source_path),
         model_info=_read_model_info(archive, source_path),
+        camera_path=_read_camera_path(archive, source_path),
         **arrays,
     )
     try:
@@ -375,6 +402,28 @@ def _read_model_info(archive, source_path: Path) -> dict:
     if not isinstance(info, dict):
         raise TakeError(f"take `{source_path}` field `model_info` is not a JSON object: the file is damaged")
     return info
+
+
+def _read_camera_path(archive, source_path: Path) -> CameraPath | None:
+    present = [key for key in _CAMERA_KEYS if key in archive.files]
+    if not present:
+        return None
+    if len(present) != len(_CAMERA_KEYS):
+        missing = ", ".join(f"`{key}`" for key in _CAMERA_KEYS if key not in present)
+        raise TakeError(f"take `{source_path}` has a camera path without {missing}: the file is damaged")
+    text = _read_scalar(archive, "camera_info", str, source_path)
+    try:
+        info = json.loads(text)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict) or not isinstance(info.get("method"), str):
+        raise TakeError(f"take `{source_path}` field `camera_info` is not a JSON object with a `method`")
+    method = info.pop("method")
+    return CameraPath(
+        rotation=archive["camera_rotation"].astype(np.float64), center=archive["camera_center"].astype(np.float64),
+        registered=archive["camera_registered"].astype(bool), points=archive["camera_points"].astype(np.float64),
+        method=method, info=info,
+    )  # fmt: skip
 
 
 def _read_vector(archive, key: str, source_path: Path) -> np.ndarray:

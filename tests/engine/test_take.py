@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from instanthmr_blender import take as take_module
+from instanthmr_blender.camera.path import CameraPath
 from instanthmr_blender.take import (
     NUM_KEYPOINTS,
     OPTIONAL_KEYS,
@@ -178,11 +179,59 @@ def test_round_trip(tmp_path):
 def test_saved_keys_and_no_pickle(tmp_path):
     path = save_take(sample_take(), tmp_path / "capture.npz")
     with np.load(path, allow_pickle=False) as archive:
-        assert set(archive.files) == set(TAKE_KEYS) | set(OPTIONAL_KEYS)
+        assert set(archive.files) == set(TAKE_KEYS) | {"model_info"}  # a still camera: no camera_* keys
         assert str(archive["format"]) == TAKE_FORMAT and int(archive["version"]) == TAKE_VERSION
         assert archive["image_size"].tolist() == [994, 1768]
         assert archive["principal_point"].tolist() == [884.0, 497.0]
         assert str(archive["source"]) == "clip.mp4"
+
+
+def moving_path(frames: int) -> CameraPath:
+    angles = np.linspace(0.0, 0.3, frames)
+    rotation = np.stack([[[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]] for a in angles])
+    center = np.stack([angles, np.zeros(frames), angles * 2], axis=1)
+    registered = np.ones(frames, bool)
+    registered[1] = False
+    return CameraPath(rotation, center, registered, np.arange(12.0).reshape(4, 3), "colmap-incremental",
+                      {"registered": frames - 1, "seconds": {"mapping": 1.5}})
+
+
+def test_camera_path_round_trip(tmp_path):
+    take = sample_take()
+    take.camera_path = moving_path(take.num_frames)
+    loaded = load_take(save_take(take, tmp_path / "moving.npz"))
+    with np.load(tmp_path / "moving.npz", allow_pickle=False) as archive:
+        assert set(archive.files) == set(TAKE_KEYS) | set(OPTIONAL_KEYS)
+    path = loaded.camera_path
+    assert path.method == "colmap-incremental" and path.info == {"registered": take.num_frames - 1,
+                                                                  "seconds": {"mapping": 1.5}}
+    np.testing.assert_array_equal(path.rotation, take.camera_path.rotation)
+    np.testing.assert_array_equal(path.center, take.camera_path.center)
+    np.testing.assert_array_equal(path.registered, take.camera_path.registered)
+    np.testing.assert_array_equal(path.points, take.camera_path.points)
+    assert load_take(save_take(sample_take(), tmp_path / "still.npz")).camera_path is None
+
+
+def test_camera_path_that_does_not_fit_the_take_is_refused(tmp_path):
+    take = sample_take()
+    take.camera_path = moving_path(take.num_frames + 1)
+    with pytest.raises(TakeError, match="camera path has .* poses but the take has"):
+        save_take(take, tmp_path / "bad.npz")
+    take.camera_path = moving_path(take.num_frames)
+    take.camera_path.rotation[0] *= 2
+    with pytest.raises(TakeError, match="not rotation matrices"):
+        take.validate()
+
+
+def test_camera_path_with_a_key_missing_is_damaged(tmp_path):
+    take = sample_take()
+    take.camera_path = moving_path(take.num_frames)
+    path = save_take(take, tmp_path / "moving.npz")
+    with np.load(path, allow_pickle=False) as archive:
+        fields = {key: archive[key] for key in archive.files if key != "camera_points"}
+    write_npz(tmp_path / "cut.npz", fields)
+    with pytest.raises(TakeError, match="camera path without `camera_points`"):
+        load_take(tmp_path / "cut.npz")
 
 
 MODEL_INFO = {"file": "instanthmr-nano.onnx", "sha256": "ab" * 32, "licence": "SAM License, non-commercial use only",
