@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import clean, contacts, ground, quality, smooth
+from . import clean, contacts, ground, quality, smooth, world
 from .clean import CleanResult
 from .ground import FloorEstimate
 from .options import SolveError, SolveOptions
@@ -74,6 +74,12 @@ class CaptureSolution:
     floor_method: str = ""
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (track id, why) of unsolvable tracks
     floor: FloorEstimate | None = None
+    placement: world.Placement | None = None  # a moving camera: its path in the world (world.py)
+
+    @property
+    def camera_path_world(self) -> np.ndarray | None:
+        """(F, 4, 4) the camera's Blender matrix at every column of a moving-camera take, else None."""
+        return None if self.placement is None else self.placement.camera_path_world
 
     def quality_summary(self) -> str:
         """One line for the whole take (quality.take_summary)."""
@@ -241,6 +247,10 @@ def solve_take(take, options: SolveOptions | None = None) -> CaptureSolution:
     valid frame. Uses take.fps (the source rate; the filters run at the rows' rate, see row_rate), frames,
     track_ids, valid, joints_cam, and joints_2d / focal_length / principal_point when the take has them.
     Tracks that cannot be solved are listed in `skipped` with the reason.
+
+    A take with a camera path (a moving camera, take.camera_path) is placed in the world first (world.py:
+    scale, gravity, each body's distance corrected, all seen from one still virtual camera), unless
+    options.camera_path is False; the solution's `placement` then holds the camera's path in the world.
     """
     options = options or SolveOptions()
     valid = np.asarray(take.valid)
@@ -253,6 +263,14 @@ def solve_take(take, options: SolveOptions | None = None) -> CaptureSolution:
     focal_length = getattr(take, "focal_length", None)
     principal_point = getattr(take, "principal_point", None)
     fps = row_rate(take.fps, take.frames)
+    path = getattr(take, "camera_path", None) if options.camera_path else None
+    placement = None
+    if path is not None:
+        try:
+            placement = world.place_people(take, path, fps, floor_mode=options.floor)
+        except ValueError as error:
+            raise SolveError(f"the take from `{take.source or 'memory'}`: {error}") from None
+        joints, joints_2d = placement.joints_cam, placement.joints_2d
     prepared: dict[int, _Prepared] = {}
     skipped: list[tuple[int, str]] = []
     for track in range(joints.shape[0]):
@@ -270,16 +288,19 @@ def solve_take(take, options: SolveOptions | None = None) -> CaptureSolution:
     planted = np.zeros(joints.shape[:2] + (2,), dtype=bool)
     for track, item in prepared.items():
         smoothed[track], planted[track] = item.smoothed, item.still
-    floor = ground.estimate_floor(
-        np.where(np.isfinite(smoothed), smoothed, joints), main_track=main, mode=options.floor, planted=planted,
-        fps=fps,
-    )
-    solution = CaptureSolution(floor.camera_matrix_world, [], floor.method, floor=floor)
+    if placement is None:
+        floor = ground.estimate_floor(
+            np.where(np.isfinite(smoothed), smoothed, joints), main_track=main, mode=options.floor, planted=planted,
+            fps=fps,
+        )
+        solution = CaptureSolution(floor.camera_matrix_world, [], floor.method, floor=floor)
+    else:  # the floor is z = 0 of the placed world already
+        solution = CaptureSolution(placement.camera_matrix_world, [], "moving camera", placement=placement)
     frames = np.asarray(take.frames, dtype=np.int64)
     for track, item in prepared.items():
         track_id = int(take.track_ids[track])
         try:
-            person = _finish(item, fps, options, floor.camera_matrix_world, frames, track_id, focal_length)
+            person = _finish(item, fps, options, solution.camera_matrix_world, frames, track_id, focal_length)
         except SolveError as error:
             skipped.append((track_id, str(error)))
             continue

@@ -26,7 +26,8 @@ class SolveOptions:
     lengths; max_gap_frames: longest gap (frames) filled by interpolation, None = 0.25 s at the take's rate;
     floor: "auto" (fit the floor to the planted feet) | "none" (gravity = camera down, floor at the lowest
     foot); supports: "auto" (a person whose planted feet stand clearly off the floor, on a box say, gets a
-    support height of their own) | "floor" (everyone stands on the one floor).
+    support height of their own) | "floor" (everyone stands on the one floor); camera_path: use the take's
+    camera path when it has one (a moving camera, world.py); False treats the camera as still.
     """
 
     smoothing: str = "medium"
@@ -37,6 +38,7 @@ class SolveOptions:
     floor: str = "auto"
     clean: bool = True
     supports: str = "auto"
+    camera_path: bool = True
     contact: ContactSettings = field(default_factory=ContactSettings)
     cleaning: CleanSettings = field(default_factory=CleanSettings)
 
