@@ -74,10 +74,15 @@ def build_capture(context, take, solution, take_name: str, *, background: str | 
     cam = camera.build_camera(naming.camera_name(take_name), take, solution.camera_matrix_world, collection,
                               background=background)
     cam[naming.PROP_TAKE] = take_name
+    quality.remove_repair_markers(scene, take_name)
+    placement = getattr(solution, "placement", None)
+    if placement is not None:  # a moving camera: keyed along its path, unplaced frames marked
+        camera.animate_camera(cam, placement.camera_path_world, frames, placement.registered,
+                              f"{naming.camera_name(take_name)}.{naming.ACTION_SUFFIX}")
+        quality.add_camera_markers(scene, take_name, frames, placement.registered)
     if make_active_camera:
         scene.camera = cam
     result = CaptureObjects(collection, cam)
-    quality.remove_repair_markers(scene, take_name)
     wanted = None if track_ids is None else set(track_ids)
     for person in solution.persons:
         if wanted is not None and person.track_id not in wanted:
@@ -95,6 +100,8 @@ def build_capture(context, take, solution, take_name: str, *, background: str | 
         result.rigs.append(rig)
     if getattr(solution, "floor", None) is not None:
         result.quality_lines += [f"take: {solution.quality_summary()}", solution.floor.describe()]
+    elif placement is not None:
+        result.quality_lines += [f"take: {solution.quality_summary()}", placement.describe()]
     return result
 
 

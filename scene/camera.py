@@ -7,7 +7,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from . import naming
+from . import actions, naming
 
 SENSOR_WIDTH_MM = 36.0
 
@@ -55,6 +55,26 @@ def build_camera(name: str, take, camera_matrix_world: np.ndarray, collection: b
     if background:
         attach_background(data, background, image_size=take.image_size)
     return obj
+
+
+def animate_camera(obj: bpy.types.Object, matrices: np.ndarray, scene_frames: np.ndarray, registered: np.ndarray,
+                   action_name: str) -> bpy.types.Action:
+    """Key a moving camera's path: `matrices` (F, 4, 4) its world matrix at each of `scene_frames` (F,), as
+    location and quaternion (continuous: no sign flips between frames). Frames the solver interpolated
+    (registered False) are keyed too and listed on the object as `instanthmr_interpolated_frames`."""
+    matrices = np.asarray(matrices, dtype=np.float64)
+    quats = np.array([Matrix(m[:3, :3].tolist()).to_quaternion()[:] for m in matrices])
+    for row in range(1, len(quats)):
+        if quats[row] @ quats[row - 1] < 0:
+            quats[row] = -quats[row]
+    obj.rotation_mode = "QUATERNION"
+    obj.matrix_world = Matrix(matrices[0].tolist())
+    writer = actions.new_action(obj, action_name)
+    writer.write("location", "Camera", scene_frames, matrices[:, :3, 3])
+    writer.write("rotation_quaternion", "Camera", scene_frames, quats)
+    missing = [int(frame) for frame in np.asarray(scene_frames)[~np.asarray(registered, dtype=bool)]]
+    obj[naming.PROP_INTERPOLATED] = missing if missing else []
+    return writer.action
 
 
 def attach_background(data: bpy.types.Camera, path: str, *, image_size: tuple[int, int] | None = None) -> None:

@@ -11,6 +11,8 @@ PROP_MHR70_TAIL = "mhr70_tail"
 PROP_TAKE = "instanthmr_take"
 PROP_TRACK_ID = "instanthmr_track_id"
 PROP_ROLE = "instanthmr_role"  # "capture_rig" | "capture_camera" | "body_mesh"
+# On a moving capture camera: the scene frames whose pose the camera solve interpolated.
+PROP_INTERPOLATED = "instanthmr_interpolated_frames"
 # On the capture collection: the take file it was built from (Rebuild from Take, the body mesh).
 PROP_TAKE_FILE = "instanthmr_take_file"
 # On each capture rig: the InstantHMR file that made the take (scene/provenance.py).

@@ -27,10 +27,28 @@ def marker_name(take_name: str, track_id: int, reason: str) -> str:
 
 
 def remove_repair_markers(scene: bpy.types.Scene, take_name: str) -> None:
-    """Remove the repair markers an earlier build of this take left."""
-    prefix = f"{MARKER_PREFIX}{take_name} person "
-    for marker in [m for m in scene.timeline_markers if m.name.startswith(prefix)]:
+    """Remove the repair markers (and the camera's interpolated-frame markers) an earlier build of this take
+    left."""
+    prefixes = (f"{MARKER_PREFIX}{take_name} person ", camera_marker_name(take_name))
+    for marker in [m for m in scene.timeline_markers if m.name.startswith(prefixes)]:
         scene.timeline_markers.remove(marker)
+
+
+def camera_marker_name(take_name: str) -> str:
+    return f"camera interpolated {take_name}"
+
+
+def add_camera_markers(scene: bpy.types.Scene, take_name: str, scene_frames, registered) -> int:
+    """One marker at the first frame of every run of frames whose camera pose the solver could not place
+    (interpolated between its neighbours). Returns the number of markers added."""
+    added = 0
+    previous = True
+    for frame, placed in zip(scene_frames, registered, strict=True):
+        if not placed and previous:
+            scene.timeline_markers.new(camera_marker_name(take_name), frame=int(frame))
+            added += 1
+        previous = bool(placed)
+    return added
 
 
 def add_repair_markers(scene: bpy.types.Scene, take_name: str, person, frame_offset: int = 1) -> int:
