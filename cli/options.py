@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="repair swaps, flips and jumps before smoothing (on)")
     solve.add_argument("--floor", choices=("auto", "none"), default="auto",
                        help="fit the floor to the feet (auto) or take gravity from the camera (none)")
+    camera = parser.add_argument_group("camera motion (a handheld or moving camera)")
+    camera.add_argument("--camera-motion", choices=("auto", "static", "solve"), default="auto",
+                        help="auto (default): measure the background's motion and solve the camera's path from "
+                        "the video when it moves; static: a still camera; solve: always solve (needs pycolmap)")
+    camera.add_argument("--camera-path", metavar="FILE.blend:OBJECT",
+                        help="use an animated camera you already have (a Blender camera solve, another tracker's "
+                        "import) as the camera's path, one scene frame per source frame (scene frame = frame + 1)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", metavar="OUT.blend",
                         help="the .blend to write, its folder must exist (default: ./<clip name>.blend)")

@@ -28,7 +28,7 @@ from ..scene.build import take_name_from_path
 from ..scene.export import ExportError, export_format
 from ..settings.capture import CaptureInputError, default_take_path, solve_options
 from ..settings.preferences import get_preferences
-from . import inputs, live
+from . import camera, inputs, live
 from .blender_io import (
     INTERRUPTED,
     Interrupted,
@@ -45,7 +45,7 @@ from .options import UsageError, blend_output, blend_part, build_parser, check_o
 
 # Errors whose message tells the user what to fix in the input: exit status 2.
 INPUT_ERRORS = (FrameSourceError, ModelError, TakeError, ModelDownloadError, ExportError, MeshError, RetargetError,
-                LensError, RegistryError, Sam3DError, CaptureInputError, *live.INPUT_ERRORS)
+                LensError, RegistryError, Sam3DError, CaptureInputError, *live.INPUT_ERRORS, *camera.INPUT_ERRORS)
 
 
 
@@ -82,6 +82,8 @@ def run(args) -> int:
         target_file = blend_part(args.retarget_to)
         if not Path(target_file).is_file():
             raise UsageError(f"--retarget-to {args.retarget_to}: {target_file} is not a file")
+    if not live_source:
+        camera.check_arguments(args)
     prefs = get_preferences()
     if args.download_models and not args.take:
         inputs.download_models(args, prefs)
@@ -104,6 +106,13 @@ def run(args) -> int:
         if save_take_path is not None:
             saved = save_take(take, save_take_path)
             say(f"wrote {save_take_path}")
+        if not live_source and not args.image and camera.add_camera_path(args, take, camera_clip(args, clip, take)):
+            if save_take_path is not None:
+                save_take(take, save_take_path)  # this run's own take, now with its camera path
+                say(f"wrote {save_take_path} (with the camera path)")
+            elif args.take:
+                say("camera: the path is not saved in the take you gave: add --save-take OUT.npz to keep it, so a "
+                    "rebuild does not solve the camera again")
         _build_and_write(args, take, name, clip, out, exports, mesh)
     except (Exception, KeyboardInterrupt) as error:
         # The take is the work: whatever failed after it exists, it is kept and named with how to rebuild.
@@ -185,6 +194,13 @@ def background_clip(args, clip: str | None, take) -> str | None:
         say(f"capture: warning: {where} was not found (nor next to the take): the camera has no "
             "background; give the clip too (capture.py CLIP --take TAKE.npz) to show it")
     return found
+
+
+def camera_clip(args, clip: str | None, take) -> str | None:
+    """The video the camera's motion is measured on: the clip given, else the take's own, where it is found."""
+    if clip:
+        return clip
+    return locate_source(take.source, args.take) if args.take else None
 
 
 def keep_take(take, name: str, saved: Path | None) -> Path | None:

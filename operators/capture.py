@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import bpy
+import numpy as np
 
+from ..instanthmr_blender.camera.choice import check_mode
+from ..instanthmr_blender.camera.colmap_solve import CameraSolveError
+from ..instanthmr_blender.camera.path import CameraPathError
 from ..instanthmr_blender.output_paths import output_problem
 from ..instanthmr_blender.solve import SolveOptions, solve_take
 from ..instanthmr_blender.take import TakeError, save_take
 from ..scene import naming, workflow
-from ..scene.build import take_name_from_path
+from ..scene.build import scene_frames, take_name_from_path
 from ..settings.capture import (
     CaptureInputError,
     default_take_path,
@@ -52,6 +56,9 @@ class CaptureJob(BackgroundJob):
     take_path: Path
     solve_options: SolveOptions
     fallback_take_path: Path | None = None  # where the take goes when take_path cannot be written at the end
+    camera_motion: str = "auto"  # the camera-motion choice (camera/choice.py MODES)
+    scene_camera: object | None = None  # (source frames (N,), CameraPath over them): the user's own camera
+    camera_status: str = ""  # the camera solve's stage, shown instead of the capture's progress
     progress: Progress | None = None
     take: object | None = None
     saved: Path | None = None
@@ -64,6 +71,7 @@ class CaptureJob(BackgroundJob):
     thread_name = "InstantHMR capture"
 
     def _run(self) -> None:
+        from ..instanthmr_blender.camera.colmap_solve import CameraSolveCancelled
         from ..instanthmr_blender.capture.offline import capture
         from ..instanthmr_blender.capture.settings import CaptureCancelled
 
@@ -78,11 +86,13 @@ class CaptureJob(BackgroundJob):
                     # People were seen: say why none is left, rather than "nobody was detected".
                     raise ValueError(f"Nobody to build: {summary.short_tracks_message(MIN_TRACK_LENGTH_SETTING)}")
             self.saved = self._save_take()
+            if self._add_camera_path():
+                self.saved = self._save_take()  # the camera path is part of the take: a rebuild never solves again
             name = take_name_from_path(self.settings.source)
             self.solution = solve_take(self.take, self.solve_options)
             self.warnings += [f"{naming.armature_name(name, track_id)} left out: {why}"
                               for track_id, why in self.solution.skipped]
-        except CaptureCancelled:
+        except (CaptureCancelled, CameraSolveCancelled):
             self.cancelled = True
         except Exception as exc:  # every failure reaches the user through the pump's report
             self.error = " ".join((str(exc) or type(exc).__name__).split())
@@ -90,6 +100,26 @@ class CaptureJob(BackgroundJob):
                 self.error += f" (the take is saved at {self.saved})"
             elif self.warnings and not self.error.startswith("Nobody to build"):
                 self.error += f" ({'; '.join(self.warnings)})"
+
+    def _add_camera_path(self) -> bool:
+        """The camera stage (the command line's, camera/choice.py): True when the take gained a path."""
+        import tempfile
+
+        from ..instanthmr_blender.camera.choice import camera_for_take
+
+        if self.scene_camera is not None:
+            frames, path = self.scene_camera
+            self.take.camera_path = scene_path_for_take(frames, path, self.take.frames)
+            return True
+        with tempfile.TemporaryDirectory(prefix="instanthmr-camera-") as work:
+            path = camera_for_take(self.camera_motion, self.settings.source, self.take, work_dir=work,
+                                   log=self.log.append, progress=self._on_camera_progress, cancel=self.cancel_event)
+        self.camera_status = ""
+        self.take.camera_path = path
+        return path is not None
+
+    def _on_camera_progress(self, stage: str, done: int, total: int) -> None:
+        self.camera_status = f"Camera: {stage} {done}/{total}" if total else f"Camera: {stage}"
 
     def _save_take(self) -> Path:
         """Save the take where asked; when that fails at the end (a full or read-only disk), in the fallback
@@ -108,6 +138,38 @@ class CaptureJob(BackgroundJob):
 
     def _on_progress(self, progress: Progress) -> None:
         self.progress = progress
+
+
+def scene_path_for_take(frames: np.ndarray, path, take_frames: np.ndarray):
+    """The scene camera's path (read over `frames`) at the take's columns."""
+    from ..instanthmr_blender.camera.path import CameraPath
+
+    rows = np.searchsorted(frames, take_frames)
+    if np.any(rows >= len(frames)) or np.any(frames[np.minimum(rows, len(frames) - 1)] != take_frames):
+        raise CameraPathError("the scene camera was read over other frames than the capture made: capture again")
+    return CameraPath(path.rotation[rows], path.center[rows], path.registered[rows], path.points, path.method,
+                      dict(path.info))
+
+
+def read_scene_camera(context, settings: CaptureSettings):
+    """(source frames, CameraPath) of the scene camera picked in the panel over the capture's frame range, read
+    on the main thread before the capture starts; None when none is picked. CaptureInputError when it cannot
+    serve (not animated, keyed over other frames)."""
+    from ..instanthmr_blender.video.frames import open_source
+    from ..scene.camera_path import path_from_scene
+
+    scene_settings = context.scene.instanthmr
+    obj = scene_settings.camera_object
+    if obj is None or scene_settings.camera_motion == "static":
+        return None
+    with open_source(settings.source, fps=settings.fps) as source:
+        count = source.info.frame_count
+    end = min(count, settings.end) if settings.end else count
+    frames = np.arange(settings.start, end, settings.step, dtype=np.int64)
+    try:
+        return frames, path_from_scene(context.scene, obj, scene_frames(frames))
+    except CameraPathError as error:
+        raise CaptureInputError(str(error)[:1].upper() + str(error)[1:]) from None
 
 
 def current_job() -> CaptureJob | None:
@@ -159,11 +221,19 @@ def start_capture(context) -> CaptureJob:
     if jobs.live_active():
         raise CaptureInputError("Live capture is running: stop it first (one capture at a time)")
     settings, take_path = capture_settings(context)
+    camera_motion = context.scene.instanthmr.camera_motion
+    scene_camera = read_scene_camera(context, settings)
+    if scene_camera is None:
+        try:
+            check_mode(camera_motion)
+        except CameraSolveError as error:
+            raise CaptureInputError(str(error)[:1].upper() + str(error)[1:]) from None
     try:
         fallback = default_take_path(settings.source)
     except OSError:  # no user folder either: the chosen take path is all there is
         fallback = None
-    job = CaptureJob(settings, take_path, solve_options(context.scene.instanthmr), fallback_take_path=fallback)
+    job = CaptureJob(settings, take_path, solve_options(context.scene.instanthmr), fallback_take_path=fallback,
+                     camera_motion=camera_motion, scene_camera=scene_camera)
     jobs.put(jobs.CAPTURE, job)
     progress = context.window_manager.instanthmr_progress
     progress.running, progress.factor, progress.status = True, 0.0, status_text(None)
@@ -182,7 +252,7 @@ def pump(context) -> tuple[str, str]:
         progress = job.progress
         if progress is not None and progress.frames_total:
             progress_props.factor = progress.frames_done / progress.frames_total
-        progress_props.status = status_text(progress)
+        progress_props.status = job.camera_status or status_text(progress)
         return "RUNNING", progress_props.status
     jobs.put(jobs.CAPTURE, None)
     progress_props.running = False

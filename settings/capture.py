@@ -131,7 +131,8 @@ def capture_settings(prefs, request: CaptureRequest, *, advice: str, log=None) -
 
 def solve_options(choices) -> SolveOptions:
     """SolveOptions from anything with the solve settings' names (the scene's settings, the command line's
-    options); a floor choice, when it has one."""
+    options); a floor choice and a camera-motion choice (static: the take's camera path left unused), when it
+    has them."""
     return SolveOptions(
         smoothing=choices.smoothing,
         smoothing_method=choices.smoothing_method,
@@ -139,6 +140,7 @@ def solve_options(choices) -> SolveOptions:
         symmetric_lengths=bool(choices.symmetric_lengths),
         clean=bool(getattr(choices, "clean", True)),
         floor=getattr(choices, "floor", "auto"),
+        camera_path=getattr(choices, "camera_motion", "auto") != "static",
     )
 
 

@@ -136,6 +136,10 @@ class VIEW3D_PT_instanthmr_lens(CapturePanel, bpy.types.Panel):
             layout.prop(settings, "focal_px")
         else:
             layout.label(text="The model's own camera: no lens is assumed known", icon="INFO")
+        layout.separator()
+        layout.prop(settings, "camera_motion")
+        if settings.camera_motion != "static":
+            layout.prop(settings, "camera_object")
 
 
 class VIEW3D_PT_instanthmr_motion(CapturePanel, bpy.types.Panel):

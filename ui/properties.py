@@ -31,6 +31,16 @@ LENS_ITEMS = [
      "'26 mm equivalent' is 26 with 36)"),
     ("px", "Pixels", "The focal length in pixels of the video's frames (from a calibration)"),
 ]
+CAMERA_MOTION_ITEMS = [
+    ("auto", "Automatic", "Measure the background's motion (people masked out) and solve the camera's path from the "
+     "video when it moves; a still camera stays as it is"),
+    ("static", "Still", "The camera stands still (a tripod): no camera solve"),
+    ("solve", "Moving", "Always solve the camera's path from the video's background (handheld, panning, walking)"),
+]
+
+
+def _is_camera(_settings, obj) -> bool:
+    return obj.type == "CAMERA"
 
 
 DEVICE_LABELS = {"cpu": "CPU", "cuda": "CUDA (NVIDIA)", "coreml": "Core ML (Apple)",
@@ -114,6 +124,12 @@ class INSTANTHMR_PG_settings(bpy.types.PropertyGroup):
                                       description="Hold feet in place while they touch the floor (no sliding)")
     symmetric_lengths: bpy.props.BoolProperty(name="Symmetric limbs", default=True,
                                               description="Give left and right limbs the same length")
+    camera_motion: bpy.props.EnumProperty(name="Camera", items=CAMERA_MOTION_ITEMS, default="auto",
+                                          description="Whether the camera moved while filming")
+    camera_object: bpy.props.PointerProperty(
+        name="Scene camera", type=bpy.types.Object, poll=_is_camera,
+        description="An animated camera you already have (a Blender camera solve, another tracker's import): its "
+        "path is the camera's, one scene frame per source frame (empty: solve it from the video)")
     camera_background: bpy.props.BoolProperty(name="Camera with video", default=True,
                                               description="Match a camera to the video and show it as background")
     build_mesh: bpy.props.BoolProperty(
