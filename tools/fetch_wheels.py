@@ -8,7 +8,8 @@ Blender lines and their Python (measured from the `bpy` wheels' metadata, see RE
   4.2 LTS, 4.5 LTS, 5.0 -> CPython 3.11, numpy 1.26;  5.1 and later -> CPython 3.13, numpy 2.x.
 onnxruntime 1.23.2 is the newest release with wheels for all four platforms (1.24+ dropped macOS x64) and it
 imports with numpy 1.26 and 2.x; opencv-python-headless 4.11.0.86 is abi3 (one wheel per platform for every
-Python) and the newest that works with numpy 1.26.
+Python) and the newest that works with numpy 1.26. pycolmap 4.2.1 (COLMAP's bindings, the camera solve) has no
+Intel Mac wheel: the macos-x64 zip goes without it and the add-on says so when a camera solve is asked for there.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ LOCK_PATH = WHEELS_DIR / "lock.json"
 MANIFEST_PATH = ROOT / "blender_manifest.toml"
 INDEX_URL = os.environ.get("INSTANTHMR_INDEX_URL", "https://pypi.org/simple")
 
-PACKAGES = {"onnxruntime": "1.23.2", "opencv-python-headless": "4.11.0.86"}
+PACKAGES = {"onnxruntime": "1.23.2", "opencv-python-headless": "4.11.0.86", "pycolmap": "4.2.1"}
+#: Platforms a package publishes no wheel for: its zip goes without it (the add-on names the missing feature).
+MISSING_ALLOWED = {"pycolmap": {"macos-x64"}}
 # CPython of each supported Blender line.
 PYTHONS = {"cp311": "Blender 4.2 - 5.0", "cp313": "Blender 5.1+"}
 # Blender platform -> (platform-tag suffix a wheel must end with, tag prefix).
@@ -90,6 +93,8 @@ def resolve_lock() -> list[dict]:
                         python_tag, abi_tag, cpython
                     ):
                         matches.append(f)
+                if not matches and blender_platform in MISSING_ALLOWED.get(package, ()):
+                    continue
                 if not matches:
                     raise FetchError(f"no {package}=={version} wheel for {blender_platform} / {cpython}")
                 # Prefer the most specific wheel: exact CPython tag over abi3, then the newest tag name.

@@ -17,6 +17,7 @@ import fetch_wheels  # noqa: E402
 
 
 def test_lock_has_one_wheel_per_package_platform_and_python():
+    # pycolmap publishes no Intel Mac wheel: that zip goes without the camera solve (and says so when asked).
     lock = json.loads((ROOT / "wheels" / "lock.json").read_text())["wheels"]
     for package in fetch_wheels.PACKAGES:
         norm = package.replace("-", "_")
@@ -29,7 +30,8 @@ def test_lock_has_one_wheel_per_package_platform_and_python():
                             and fetch_wheels._platform_matches(platform_tag, platform)
                             and fetch_wheels._python_matches(python_tag, abi_tag, cpython)):
                         matches.append(entry["filename"])
-                assert len(matches) == 1, f"{package} {platform} {cpython}: {matches}"
+                expected = 0 if platform in fetch_wheels.MISSING_ALLOWED.get(package, ()) else 1
+                assert len(matches) == expected, f"{package} {platform} {cpython}: {matches}"
     assert all(len(entry["sha256"]) == 64 for entry in lock)
 
 
