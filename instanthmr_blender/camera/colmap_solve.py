@@ -208,14 +208,17 @@ def solve_camera(source_path: str | os.PathLike, take, *, work_dir: str | os.Pat
                                                "pycolmap", "mapper_attempts")})  # fmt: skip
     spread = _spread_ratio(result)
     info["center_spread_ratio"] = None if spread is None else round(spread, 6)
-    no_baseline = spread is not None and spread < settings.pan_spread
+    # A reconstruction is trusted when its centres spread relative to its points' depth and it has points; the
+    # global mapper returns a "solution" with random centres and hardly any good points on a pan or a still clip.
+    trusted = placed >= 3 and spread is not None and spread >= settings.pan_spread and len(result["points"]) >= 30
     nearly_pan = pan is not None and pan.pairs > 0 and pan.residual_px < 4 * settings.pan_residual_px
-    if no_baseline or (placed < 3 and nearly_pan):
+    if (spread is not None and spread < settings.pan_spread) or (not trusted and nearly_pan):
         grays[:] = _reload(work, columns, settings)
         return rotation_only("the mappers found no baseline (the camera barely travels): solved as rotation only")
-    _check_registered(placed, len(columns), name, settings)
+    _check_registered(placed if trusted else 0, len(columns), name, settings)
     path = _colmap_path(result, columns, take, settings)
-    info.update(registered=placed, stage_seconds=timer.laps)
+    info.update(registered=int(path.registered.sum()), placed_by_colmap=placed,
+                jumps_dropped=placed - int(path.registered.sum()), stage_seconds=timer.laps)
     path.info = info
     return path
 
@@ -298,6 +301,24 @@ def _spread_ratio(result: dict) -> float | None:
     return spread / depth if depth > 0 else None
 
 
+def _path_jumps(rotation: np.ndarray, center: np.ndarray, registered: np.ndarray, factor: float = 3.0) -> np.ndarray:
+    """Columns whose placed pose jumps away from both placed neighbours (a frame the mapper placed wrongly with a
+    consistent-looking but wrong pose): the centre (or viewing direction) further than `factor` times the
+    median step from its neighbours' midpoint."""
+    placed = np.flatnonzero(registered)
+    if len(placed) < 5:
+        return np.zeros(0, int)
+    steps = np.linalg.norm(np.diff(center[placed], axis=0), axis=1)
+    axes = rotation[placed][:, :, 2]  # viewing directions
+    turns = np.linalg.norm(np.diff(axes, axis=0), axis=1)
+    middle_c = (center[placed[:-2]] + center[placed[2:]]) / 2
+    middle_a = (axes[:-2] + axes[2:]) / 2
+    off_c = np.linalg.norm(center[placed[1:-1]] - middle_c, axis=1)
+    off_a = np.linalg.norm(axes[1:-1] - middle_a, axis=1)
+    bad = (off_c > factor * max(np.median(steps), 1e-12)) | (off_a > factor * np.median(turns) + np.radians(0.5))
+    return placed[1:-1][bad]
+
+
 def _colmap_path(result: dict, columns: np.ndarray, take, settings: SolveSettings):
     from .path import CameraPath, fill_unregistered
 
@@ -311,6 +332,8 @@ def _colmap_path(result: dict, columns: np.ndarray, take, settings: SolveSetting
         rotation[column] = cam_rotation.T  # world-from-camera
         center[column] = -cam_rotation.T @ cam_translation
         registered[column] = True
+    jumps = _path_jumps(rotation, center, registered)
+    registered[jumps] = False
     rotation, center = fill_unregistered(rotation, center, registered, take.frames)
     method = "colmap-global" if result["method"] == "global" else "colmap-incremental"
     return CameraPath(rotation=rotation, center=center, registered=registered, points=result["points"],
