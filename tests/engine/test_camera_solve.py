@@ -228,9 +228,9 @@ def test_moving_camera_solved(clips, moving_solve):
     assert solved.method == "colmap-incremental"
     assert solved.registered_fraction() >= 0.95
     rms, worst_center, rms_rotation, worst_rotation = _path_errors(solved, rotations, centers)
-    # Measured over runs (the mapper is not deterministic): RMS 0.3-1.5 % of the distance travelled, worst frame
-    # 1.1-2.8 %; rotations RMS up to 1.03 deg, worst frame 0.34-1.4 deg. The brief's 1 % / 0.5 deg is not met reliably at 480x270
-    # with 1024 features (a few frames are placed slightly off): these bounds catch a broken solve, not the goal.
+    # Measured over runs (the mapper is not deterministic): RMS 0.3-1.5 % of the distance travelled, worst
+    # frame 1.1-2.8 %; rotations RMS up to 1.03 deg, worst frame 0.34-1.4 deg. The brief's 1 % / 0.5 deg is not
+    # met reliably at 480x270 with 1024 features: these bounds catch a broken solve, not the goal.
     assert rms <= 0.03
     assert worst_center <= 0.08
     assert rms_rotation <= 2.0
