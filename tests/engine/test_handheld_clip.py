@@ -115,7 +115,7 @@ def test_the_take_is_the_truth_with_the_asked_noise(case):
     ratio = np.linalg.norm(noisy_root, axis=1) / np.linalg.norm(root, axis=1) - 1
     assert 0.02 < ratio.std() < 0.045
     assert np.diff(ratio).std() < 0.7 * ratio.std()
-    np.testing.assert_allclose(ratio, truth["depth_error"], atol=0.01)
+    np.testing.assert_allclose(ratio, truth["depth_error"], atol=0.015)
     # (b) per-keypoint noise, ~1.5 cm per axis, once the whole-body shift is taken out.
     residual = noisy - (1 + truth["depth_error"])[:, None, None] * root[:, None] - (true - root[:, None])
     assert 0.01 < np.nanstd(residual) < 0.02
