@@ -13,16 +13,15 @@ import cv2
 import numpy as np
 import pytest
 
-from instanthmr_blender.camera import (
+from instanthmr_blender.camera.colmap_solve import (
     CameraSolveCancelled,
     CameraSolveError,
     SolveSettings,
-    decide_motion,
-    pan_test,
     pycolmap_problem,
     solve_camera,
 )
-from instanthmr_blender.camera.motion import background_mask
+from instanthmr_blender.camera.motion import background_mask, decide_motion
+from instanthmr_blender.camera.pan import pan_test
 from instanthmr_blender.take import Take
 
 WIDTH, HEIGHT = 480, 270
@@ -321,6 +320,8 @@ def test_without_pycolmap(clips, tmp_path, monkeypatch):
 
 
 def test_package_imports_without_pycolmap():
-    code = ("import sys; sys.modules['pycolmap'] = None; import instanthmr_blender.camera as camera; "
-            "assert camera.pycolmap_problem()")
+    # ... and the take module (which reads camera paths) without OpenCV either.
+    code = ("import sys; sys.modules['pycolmap'] = None; sys.modules['cv2'] = None; "
+            "import instanthmr_blender.take; sys.modules.pop('cv2'); "
+            "import instanthmr_blender.camera.choice as choice; assert choice.pycolmap_problem()")
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=120)
