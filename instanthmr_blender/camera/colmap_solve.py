@@ -8,8 +8,9 @@ as rotation only and needs no pycolmap. Otherwise pycolmap runs SIFT extraction 
 fixed (PINHOLE, one camera), sequential matching (overlap 8, quadratic) and the incremental mapper with the
 focal fixed, then the global mapper when the incremental one placed too few frames. A reconstruction whose
 camera centres barely spread relative to its points' depth is a pan after all and is re-solved as rotation
-only. Columns that were not sampled or not placed are interpolated (`fill_unregistered`) and marked
-unregistered.
+only. Columns that were not sampled or not placed are then placed against the reconstruction (register.py: the
+placed images' observations tracked into their frames by Lucas-Kanade, then PnP seeded with the interpolated
+pose); only those that fail its checks are interpolated (`fill_unregistered`) and marked unregistered.
 
 pycolmap runs in a child process (`sys.executable`, Blender's own Python inside Blender 4.2+), because its
 own cancellation can lag ~25 s (while it searches for the initial pair) and the global mapper cannot be
@@ -62,7 +63,11 @@ class SolveSettings:
     samples are `target_shift_px` apart, at most `max_images` samples); pan_residual_px: the rotation-only
     residual below which a clip is a pan (pan.py; 0 disables the pan test); pan_spread: centre spread / median
     point depth below which a reconstruction counts as a pan; max_points: background points kept;
-    max_map_seconds: the incremental mapper's time limit."""
+    max_map_seconds: the incremental mapper's time limit; register_between: place the columns COLMAP did not
+    (the frames between the samples, samples it left out) by tracking its observations into them and PnP
+    (register.py), interpolating only those that fail; max_observations: observations per placed image handed
+    to that stage; pnp_min_inliers, pnp_max_median_px: what a PnP pose needs to be accepted (points within 2 px,
+    their median reprojection error in px of the solve's images)."""
 
     long_side: int = 960
     max_features: int = 2048
@@ -80,6 +85,10 @@ class SolveSettings:
     pan_spread: float = 0.005
     max_points: int = 20000
     max_map_seconds: float = 900.0
+    register_between: bool = True
+    max_observations: int = 1500
+    pnp_min_inliers: int = 30
+    pnp_max_median_px: float = 1.5
 
     def thread_count(self) -> int:
         cores = os.cpu_count() or 1
@@ -217,10 +226,48 @@ def solve_camera(source_path: str | os.PathLike, take, *, work_dir: str | os.Pat
         return rotation_only("the mappers found no baseline (the camera barely travels): solved as rotation only")
     _check_registered(placed if trusted else 0, len(columns), name, settings)
     path = _colmap_path(result, columns, take, settings)
-    info.update(registered=int(path.registered.sum()), placed_by_colmap=placed,
-                jumps_dropped=placed - int(path.registered.sum()), stage_seconds=timer.laps)
+    kept = int(path.registered.sum())
+    by_pnp = 0
+    if settings.register_between and not path.registered.all():
+        timer.restart()  # the child's stages are timed by the child
+        by_pnp = _register_between(source_path, take, scale, intrinsics, result, columns, path, settings, report,
+                                   check)  # fmt: skip
+        timer.lap("between")
+    info.update(registered=int(path.registered.sum()), placed_by_colmap=kept, placed_by_pnp=by_pnp,
+                interpolated=int((~path.registered).sum()), jumps_dropped=placed - kept, stage_seconds=timer.laps)
     path.info = info
     return path
+
+
+def _register_between(source_path, take, scale: float, intrinsics: np.ndarray, result: dict, columns: np.ndarray,
+                      path, settings: SolveSettings, report, check) -> int:
+    """Place the columns `path` leaves unregistered against COLMAP's reconstruction (register.py), refill the
+    rest by interpolation; returns how many were placed."""
+    from ..video.frames import open_source
+    from .motion import take_columns
+    from .path import fill_unregistered
+    from .register import Acceptance, Key, place_between
+
+    column_of = {_image_name(int(c), settings): int(c) for c in columns}
+    ends = np.concatenate([[0], np.cumsum(result["obs_counts"])])
+    keys = {}
+    for i, name in enumerate(result["names"]):
+        column = column_of[name]
+        if path.registered[column] and ends[i + 1] > ends[i]:
+            rows = slice(int(ends[i]), int(ends[i + 1]))
+            keys[column] = Key(column, result["rotations"][i], result["translations"][i], result["obs_xy"][rows],
+                               result["obs_xyz"][rows], result["obs_ids"][rows])  # fmt: skip
+    targets = np.flatnonzero(~path.registered)
+    stage = "placing the frames in between"
+    report(stage, 0, len(targets))
+    accept = Acceptance(min_inliers=settings.pnp_min_inliers, max_median_px=settings.pnp_max_median_px)
+    frames, boxes = take_columns(take)
+    with open_source(source_path, fps=float(take.fps)) as source:
+        placed = place_between(source, frames, boxes, scale, intrinsics, keys, targets, path.rotation, path.center,
+                               accept, lambda done, total: report(stage, done, total), check)  # fmt: skip
+    path.registered[targets[placed]] = True
+    path.rotation, path.center = fill_unregistered(path.rotation, path.center, path.registered, take.frames)
+    return int(placed.sum())
 
 
 def _check_registered(placed: int, total: int, name: str, settings: SolveSettings) -> None:
@@ -234,6 +281,9 @@ def _check_registered(placed: int, total: int, name: str, settings: SolveSetting
 class _StageTimer:
     def __init__(self) -> None:
         self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def restart(self) -> None:
         self._last = time.perf_counter()
 
     def lap(self, stage: str) -> None:
@@ -541,7 +591,9 @@ def _child_solve(request: dict, report) -> tuple[dict, dict]:
         report("placing frames", 0, len(names))
 
     arrays = {"names": np.array([], dtype=str), "rotations": np.zeros((0, 3, 3)), "translations": np.zeros((0, 3)),
-              "centers": np.zeros((0, 3)), "points": np.zeros((0, 3))}  # fmt: skip
+              "centers": np.zeros((0, 3)), "points": np.zeros((0, 3)), "obs_counts": np.zeros(0, np.int64),
+              "obs_xy": np.zeros((0, 2), np.float32), "obs_xyz": np.zeros((0, 3)),
+              "obs_ids": np.zeros(0, np.int64)}  # fmt: skip
     error = None
     if reconstruction is not None:
         placed_images = sorted((image for image in reconstruction.images.values() if image.has_pose),
@@ -552,6 +604,7 @@ def _child_solve(request: dict, report) -> tuple[dict, dict]:
         arrays.update(names=np.array([image.name for image in placed_images]), rotations=rotations,
                       translations=translations, centers=-np.einsum("nji,nj->ni", rotations, translations))
         arrays["points"] = _good_points(reconstruction, int(settings["max_points"]))
+        arrays.update(_observations(reconstruction, placed_images, int(settings["max_observations"])))
         error = float(reconstruction.compute_mean_reprojection_error())
     figures = {"method": method, "features": features, "pairs": pairs, "cameras": cameras,
                "pycolmap": pycolmap.__version__,
@@ -567,3 +620,30 @@ def _good_points(reconstruction, limit: int) -> np.ndarray:
     rows = [row for row in rows if row[0] >= 3 and row[1] < 2.0]
     rows.sort(key=lambda row: (-row[0], row[1]))
     return np.array([row[2] for row in rows[:limit]], dtype=np.float64).reshape(-1, 3)
+
+
+def _observations(reconstruction, placed_images, limit: int) -> dict[str, np.ndarray]:
+    """Per placed image (in `placed_images`' order), its 2D observations that have a 3D point seen in at least
+    3 images with an error under 2 px, at most `limit` (the longest tracks, then the lowest errors, first):
+    obs_counts (images,), obs_xy (N, 2) in the image's pixels (COLMAP's convention), obs_xyz (N, 3) and
+    obs_ids (N,) of their points, image after image."""
+    quality = {}
+    for point_id, point in reconstruction.points3D.items():
+        length, error = point.track.length(), point.error
+        if length >= 3 and error < 2.0:
+            quality[point_id] = (length, error, point.xyz)
+    counts, xys, xyzs, ids = [], [], [], []
+    for image in placed_images:
+        rows = []
+        for point2d in image.get_observation_points2D():
+            found = quality.get(point2d.point3D_id)
+            if found is not None:
+                rows.append((-found[0], found[1], point2d.point3D_id, point2d.xy, found[2]))
+        rows.sort(key=lambda row: (row[0], row[1]))
+        rows = rows[:limit]
+        counts.append(len(rows))
+        ids.extend(row[2] for row in rows)
+        xys.extend(row[3] for row in rows)
+        xyzs.extend(row[4] for row in rows)
+    return {"obs_counts": np.array(counts, np.int64), "obs_xy": np.array(xys, np.float32).reshape(-1, 2),
+            "obs_xyz": np.array(xyzs, np.float64).reshape(-1, 3), "obs_ids": np.array(ids, np.int64)}
