@@ -297,8 +297,10 @@ def finish_capture(context, job: CaptureJob) -> str:
     seconds = time.monotonic() - job.started
     meshes = f" and {len(built.meshes)} body meshes" if built.meshes else ""
     warnings = "".join(f" Warning: {line}." for line in job.warnings)
+    # What the camera stage decided and why (still, solved, the take's own path), as the command line prints it.
+    camera = "".join(f" Camera: {line.removeprefix('camera: ')}." for line in job.log if line.startswith("camera: "))
     return (f"Captured {len(built.rigs)} people{meshes} over {take.num_frames} frames in {seconds:.1f} s; "
-            f"take saved to {saved}.{mesh_note}{warnings}")
+            f"take saved to {saved}.{camera}{mesh_note}{warnings}")
 
 
 def cancel_capture(wait: float = 0.0) -> bool:

@@ -134,8 +134,28 @@ def person_world(frames: int) -> Person:
     head = head_base + 0.6 * (head_top - head_base)
     joints = keypoints @ _WORLD_FROM_BVH.T
     head = head @ _WORLD_FROM_BVH.T
+    _add_heels(joints)
     origin = np.nanmean(joints[0], axis=0) * np.array([1.0, 1.0, 0.0])
     return Person(joints - origin, head - origin, bvh_frames)
+
+
+#: MHR70's heel keypoint sits on the skin under the heel, ~1.2 cm over the floor of a standing foot (measured on
+#: the SAM 3D Body fixtures: lowest foot keypoint against lowest mesh vertex); CMU has no heel and its lowest foot
+#: joints (ankle ~10 cm, ball ~6.5 cm) stand far higher. The heel is placed below and behind the ankle so the take's
+#: feet touch the floor as a real network's do (it is not drawn: the render shows the CMU joints' capsules).
+HEEL_BELOW_ANKLE = 0.09
+HEEL_BEHIND_ANKLE = 0.03
+
+
+def _add_heels(joints: np.ndarray) -> None:
+    from instanthmr_blender.solve.skeleton import MHR70_INDEX
+
+    for side in ("left", "right"):
+        ankle, toe = joints[:, MHR70_INDEX[f"{side}_ankle"]], joints[:, MHR70_INDEX[f"{side}_big_toe_tip"]]
+        forward = (toe - ankle) * np.array([1.0, 1.0, 0.0])
+        forward /= np.linalg.norm(forward, axis=1, keepdims=True)
+        joints[:, MHR70_INDEX[f"{side}_heel"]] = (ankle - HEEL_BEHIND_ANKLE * forward
+                                                  - np.array([0.0, 0.0, HEEL_BELOW_ANKLE]))  # fmt: skip
 
 
 def person_shapes() -> tuple[list[tuple[str, str, float]], list[tuple[str, float]]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import ground
+from . import contacts, ground
 from .rotations import normalize
 from .skeleton import FOOT_KEYPOINTS, MHR70_INDEX
 
@@ -414,7 +414,10 @@ def place_people(take, path, fps: float, *, floor_mode: str = "auto",
     if plane is None:
         # The people's own floor: the bodies as the network placed them, seen from the reference camera.
         virtual = _to_virtual(joints, world_rotation, world_center, reference)
-        floor = ground.estimate_floor(virtual, mode=floor_mode, fps=fps)
+        # Feet still in the still virtual camera's image stand still in the world: the floor is fitted to them.
+        planted = np.stack([contacts.still_feet(contacts.image_points(track), fps) for track in virtual])
+        floor = ground.estimate_floor(virtual, main_track=int(np.argmax(valid.sum(axis=1))), mode=floor_mode,
+                                      planted=planted, fps=fps)  # fmt: skip
         floor_world = _blender_matrix(world_rotation[reference], world_center[reference])
         # estimate_floor's matrix maps the reference camera into a world on that floor: re-base every camera.
         rebase = floor.camera_matrix_world @ np.linalg.inv(floor_world)
