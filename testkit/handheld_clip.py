@@ -848,6 +848,9 @@ def _render_into(folder: Path, params: ClipParams) -> None:
         if folder.exists():
             shutil.rmtree(folder)
         os.rename(staging, folder)
+        for stale in folder.parent.glob(f"{params.kind}-*"):  # earlier generators' renders of this kind
+            if stale != folder and stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
     finally:
         with contextlib.suppress(FileNotFoundError):
             if staging.exists():

@@ -46,4 +46,7 @@ def solved_take(kind: str, cache_root: Path | None = None) -> tuple[HandheldCase
         staging = root / f".{target.name}.{os.getpid()}.npz"
         save_take(take, staging)
         os.replace(staging, target)
+        for stale in root.glob(f"{kind}-*.take.npz"):  # solved by an earlier solver
+            if stale != target:
+                stale.unlink(missing_ok=True)
     return case, load_take(target)

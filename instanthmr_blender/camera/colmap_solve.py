@@ -191,8 +191,19 @@ def solve_camera(source_path: str | os.PathLike, take, *, work_dir: str | os.Pat
             raise CameraSolveCancelled(f"the camera solve of `{name}` was cancelled") from None
         timer.lap("rotation")
         _check_registered(int(linked.sum()), len(linked), name, settings)
-        info.update(figures, reason=reason, registered=int(linked.sum()), stage_seconds=timer.laps)
-        return rotation_only_path(rotations, linked, columns, take.frames, info)
+        path = rotation_only_path(rotations, linked, columns, take.frames, info)
+        sampled = int(path.registered.sum())
+        if settings.register_between and not path.registered.all():
+            try:
+                _turn_between(source_path, take, scale, intrinsics, path, report, check)
+            except InterruptedError:
+                raise CameraSolveCancelled(f"the camera solve of `{name}` was cancelled") from None
+            timer.lap("between")
+        info.update(figures, reason=reason, registered=int(path.registered.sum()), placed_by_rotation=sampled,
+                    placed_between=int(path.registered.sum()) - sampled,
+                    interpolated=int((~path.registered).sum()), stage_seconds=timer.laps)  # fmt: skip
+        path.info = info
+        return path
 
     pan = None
     if settings.pan_residual_px > 0:
@@ -268,6 +279,35 @@ def _register_between(source_path, take, scale: float, intrinsics: np.ndarray, r
     path.registered[targets[placed]] = True
     path.rotation, path.center = fill_unregistered(path.rotation, path.center, path.registered, take.frames)
     return int(placed.sum())
+
+
+def _turn_between(source_path, take, scale: float, intrinsics: np.ndarray, path, report, check) -> None:
+    """A rotation-only path's columns between its samples, placed from the images (pan.place_between) as the
+    video is read once in order; the rest interpolated again."""
+    import cv2
+
+    from ..video.frames import open_source
+    from .motion import background_mask, resize, take_columns
+    from .pan import place_between
+    from .path import fill_unregistered
+
+    frames, boxes = take_columns(take)
+    column_of = {int(frame): column for column, frame in enumerate(frames)}
+    stage = "placing the frames in between"
+    report(stage, 0, int((~path.registered).sum()))
+
+    def scaled_frames():
+        with open_source(source_path, fps=float(take.fps)) as source:
+            for index, rgb in source.frames(int(frames[0]), int(frames[-1]) + 1):
+                check()
+                column = column_of.get(int(index))
+                if column is None:
+                    continue
+                gray = cv2.cvtColor(resize(rgb, scale), cv2.COLOR_RGB2GRAY)
+                yield column, gray, background_mask(gray.shape, None if boxes is None else boxes[:, column], scale)
+
+    place_between(path, scaled_frames(), intrinsics, progress=lambda done, total: report(stage, done, total))
+    path.rotation, _ = fill_unregistered(path.rotation, path.center, path.registered, take.frames)
 
 
 def _check_registered(placed: int, total: int, name: str, settings: SolveSettings) -> None:

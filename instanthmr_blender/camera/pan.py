@@ -14,7 +14,7 @@ frame with a 960 px long side.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -173,3 +173,37 @@ def rotation_only_path(rotations: np.ndarray, linked: np.ndarray, sampled_column
     rotation, _ = fill_unregistered(rotation, np.zeros((count, 3)), registered, take_frames)
     return CameraPath(rotation=rotation, center=np.zeros((count, 3)), registered=registered,
                       points=np.zeros((0, 3)), method="rotation-only", info=dict(info or {}))  # fmt: skip
+
+
+
+def place_between(path: CameraPath, frames: Iterable[tuple[int, np.ndarray, np.ndarray]], intrinsics: np.ndarray,
+                  *, progress: Callable[[int, int], None] | None = None,
+                  cancelled: Callable[[], bool] | None = None) -> int:
+    """Place the unregistered columns of a rotation-only path from the images: each column's background is
+    tracked from the registered column before it and their relative rotation fitted (the same fit as between
+    samples). frames: (column, gray frame, background mask) in column order, at the scale of `intrinsics`, for the
+    registered and the unregistered columns. Updates path.rotation and path.registered in place and returns how
+    many columns were placed; the caller interpolates the rest again."""
+    todo = set(np.flatnonzero(~path.registered).tolist())
+    keys = set(np.flatnonzero(path.registered).tolist())
+    total, done, placed = len(todo), 0, 0
+    key: tuple[int, np.ndarray, np.ndarray] | None = None
+    for column, gray, mask in frames:
+        if cancelled is not None and cancelled():
+            raise InterruptedError("cancelled")
+        if column in keys:
+            key = (column, gray, mask)
+            continue
+        if column not in todo:
+            continue
+        if key is not None:
+            a, b = track_background(key[1], gray, key[2], mask)
+            fit = relative_rotation(a, b, intrinsics)
+            if fit is not None and float(np.median(fit[1][fit[2]])) < 1.5:
+                path.rotation[column] = path.rotation[key[0]] @ fit[0].T
+                path.registered[column] = True
+                placed += 1
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    return placed

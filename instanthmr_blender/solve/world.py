@@ -69,6 +69,21 @@ class Placement:
     method: str
     ground_points: int = 0
     notes: list[str] = field(default_factory=list)
+    frames: np.ndarray | None = None  # (F,) the take's source frame of each column
+
+    def interpolated_ranges(self) -> list[tuple[int, int]]:
+        """(first, last) source frames of each run of columns whose camera was interpolated, not placed."""
+        frames = np.arange(len(self.registered)) if self.frames is None else np.asarray(self.frames)
+        runs, start = [], None
+        for column, placed in enumerate(self.registered):
+            if not placed and start is None:
+                start = column
+            if placed and start is not None:
+                runs.append((int(frames[start]), int(frames[column - 1])))
+                start = None
+        if start is not None:
+            runs.append((int(frames[start]), int(frames[-1])))
+        return runs
 
     def describe(self) -> str:
         """One line: the camera's motion, its scale and gravity, and the depth correction."""
@@ -77,6 +92,11 @@ class Placement:
         travel = float(np.linalg.norm(np.diff(moved, axis=0), axis=1).sum()) if len(moved) > 1 else 0.0
         parts = [f"moving camera ({self.method}): {placed} of {len(self.registered)} frames placed, "
                  f"{travel:.2f} m travelled"]  # fmt: skip
+        runs = self.interpolated_ranges()
+        if runs:
+            shown = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:5])
+            shown += ", ..." if len(runs) > 5 else ""
+            parts.append(f"camera interpolated over source frames {shown}")
         if self.scale_source != "rotation only":
             spread = f" (spread {100 * self.scale_spread:.1f}%)" if self.scale_spread > 0 else ""
             parts.append(f"scale from {self.scale_source}{spread}")
@@ -452,6 +472,7 @@ def place_people(take, path, fps: float, *, floor_mode: str = "auto",
         scale_source=scale_source, gravity_source=gravity_source,
         depth_factors=np.where(valid, factors, np.nan), registered=registered.copy(), method=path.method,
         ground_points=int(plane[2]) if plane is not None else 0, notes=notes,
+        frames=np.asarray(getattr(take, "frames", np.arange(len(registered)))),
     )  # fmt: skip
 
 

@@ -294,3 +294,49 @@ def test_the_panels_lens_and_the_chosen_model_reach_the_capture_settings(capture
     finally:
         prefs.hmr_size, prefs.hmr_fit = "first_release", "0"
         settings.lens_mode = "model"
+
+
+def test_the_camera_decision_is_part_of_the_result(capture_ops, fixtures_dir, tmp_path):
+    set_clip(fixtures_dir, tmp_path, end=30)
+    capture_ops.start_capture(bpy.context)
+    state, message, _ = pump_until_done(capture_ops)
+    assert state == "FINISHED", message
+    assert "Camera: the background moves" in message and "the camera is still" in message
+    camera = bpy.context.scene.camera
+    assert not (camera.animation_data and camera.animation_data.action)  # a tripod clip: the camera stays put
+
+
+def animated_camera(name: str, frames: int | None):
+    data = bpy.data.cameras.new(name)
+    obj = bpy.data.objects.new(name, data)
+    bpy.context.scene.collection.objects.link(obj)
+    for frame in range(1, (frames or 0) + 1):
+        obj.location = (0.02 * frame, -5.0, 1.5)
+        obj.keyframe_insert("location", frame=frame)
+    return obj
+
+
+def test_a_scene_camera_that_cannot_serve_is_refused_before_starting(capture_ops, fixtures_dir, tmp_path):
+    from importlib import import_module
+
+    errors = import_module(ADDON_MODULE + ".settings.capture")
+    settings = set_clip(fixtures_dir, tmp_path, end=30)
+    settings.camera_object = animated_camera("Still", None)
+    with pytest.raises(errors.CaptureInputError, match="has no animation"):
+        capture_ops.start_capture(bpy.context)
+    settings.camera_object = animated_camera("Short", 10)
+    with pytest.raises(errors.CaptureInputError, match="keyed over frames 1-10 but the take needs 1-30"):
+        capture_ops.start_capture(bpy.context)
+    assert capture_ops.current_job() is None
+
+
+def test_a_scene_camera_is_read_over_the_capture_frames(capture_ops, fixtures_dir, tmp_path):
+    settings = set_clip(fixtures_dir, tmp_path, end=30)
+    settings.frame_step = 2
+    settings.camera_object = animated_camera("Tracked", 30)
+    request_settings, _ = capture_ops.capture_settings(bpy.context)
+    frames, path = capture_ops.read_scene_camera(bpy.context, request_settings)
+    assert frames.tolist() == list(range(0, 30, 2)) and path.method == "scene-camera"
+    np.testing.assert_allclose(path.center[:, 0], 0.02 * (frames + 1), atol=1e-6)  # scene frame = source frame + 1
+    picked = capture_ops.scene_path_for_take(frames, path, frames[3:7])
+    np.testing.assert_allclose(picked.center, path.center[3:7])

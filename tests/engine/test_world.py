@@ -142,6 +142,19 @@ def test_people_in_the_world_with_a_moving_camera(case):
     assert w_still > 5 * w
 
 
+def test_interpolated_camera_frames_are_named(case):
+    path = case.take.camera_path
+    registered = path.registered.copy()
+    path.registered[[3, 4, 5, 40]] = False
+    try:
+        placement = world.place_people(case.take, path, 30.0)
+    finally:
+        path.registered[:] = registered
+    assert placement.interpolated_ranges() == [(3, 5), (40, 40)]
+    assert "146 of 150 frames placed" in placement.describe()
+    assert "camera interpolated over source frames 3-5, 40" in placement.describe()
+
+
 def test_a_pan_is_placed_with_rotation_only():
     pan = truth_case(pan=True)
     placement = world.place_people(pan.take, pan.take.camera_path, 30.0)
