@@ -38,8 +38,11 @@ from bench_common import cpu_model, describe_load  # noqa: E402
 _PER_FRAME = ("valid", "score", "bbox", "joints_cam", "cam_trans", "joints_2d", "mhr_params", "shape_params")
 
 
-def ping_pong(clip: Path, take: Take, truth: np.ndarray, frames: int, folder: Path) -> tuple[Path, Take, np.ndarray]:
-    """A clip of `frames` frames playing the rendered clip forward, back, forward...; its take and true cameras."""
+def ping_pong(clip: Path, take: Take, truth: np.ndarray, frames: int, folder: Path,
+              long_side: int | None = None) -> tuple[Path, Take, np.ndarray]:
+    """A clip of `frames` frames playing the rendered clip forward, back, forward...; its take and true cameras.
+    long_side: the frames enlarged to that long side (the take's pixels and intrinsics with them), to time the
+    solve on a phone-sized input (the solver works at up to 960 px)."""
     reader = cv2.VideoCapture(str(clip))
     images = []
     while True:
@@ -50,17 +53,25 @@ def ping_pong(clip: Path, take: Take, truth: np.ndarray, frames: int, folder: Pa
     reader.release()
     cycle = list(range(len(images))) + list(range(len(images) - 2, 0, -1))
     order = np.array([cycle[i % len(cycle)] for i in range(frames)])
-    path = folder / f"pingpong-{frames}.mp4"
+    path = folder / f"pingpong-{frames}-{long_side or 'native'}.mp4"
     height, width = images[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), take.fps, (width, height))
+    factor = 1.0 if long_side is None else long_side / max(width, height)
+    size = (round(width * factor), round(height * factor))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), take.fps, size)
     for index in order:
-        writer.write(images[index])
+        writer.write(images[index] if factor == 1.0 else cv2.resize(images[index], size, interpolation=cv2.INTER_CUBIC))
     writer.release()
     out = copy.copy(take)
     out.frames = np.arange(frames, dtype=np.int64)
     for name in _PER_FRAME:
         setattr(out, name, getattr(take, name)[:, order])
     out.source = str(path)
+    if factor != 1.0:
+        out.image_size = (size[1], size[0])
+        out.focal_length = take.focal_length * factor
+        out.principal_point = (take.principal_point[0] * factor, take.principal_point[1] * factor)
+        out.bbox = take.bbox[:, order] * factor
+        out.joints_2d = take.joints_2d[:, order] * factor
     return path, out, truth[order]
 
 
@@ -101,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 150, 300, 600])
     parser.add_argument("--small-side", type=int, default=320, help="the smaller working resolution (long side)")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--input-long-side", type=int, default=None,
+                        help="also solve the longest clip enlarged to this long side (e.g. 1920: a 1080p phone clip)")
     args = parser.parse_args(argv)
 
     case = rendered_case("handheld")
@@ -123,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                 clip, longer, cameras = ping_pong(case.clip, take, truth, length, Path(folder))
                 rows.append(solve_row(f"{length} frames (forward and back)", clip, longer, cameras, SolveSettings(),
                                       args.repeat))  # fmt: skip
+        if args.input_long_side:
+            length = max(args.lengths)
+            clip, longer, cameras = ping_pong(case.clip, take, truth, length, Path(folder), args.input_long_side)
+            rows.append(solve_row(f"{length} frames enlarged to {args.input_long_side} px", clip, longer, cameras,
+                                  SolveSettings(), args.repeat))  # fmt: skip
         rows.append(solve_row(f"150 frames at {args.small_side} px", case.clip, take, truth,
                               SolveSettings(long_side=args.small_side), args.repeat))  # fmt: skip
 

@@ -57,6 +57,7 @@ def test_a_tripod_pan_is_solved_as_rotation_only():
     truth = np.load(case.truth)
     path = take.camera_path
     assert path.method == "rotation-only" and np.ptp(path.center, axis=0).max() == 0
+    assert path.registered.mean() >= 0.95  # the frames between the samples placed from the images too
     assert world_figures.rotation_error_degrees(path.rotation, truth["camera_world"][:, :3, :3]) <= 0.5
     solution = solve_take(take)
     figures = people_figures(solution, truth)
@@ -72,4 +73,4 @@ def test_a_still_camera_is_left_alone():
 
     case = rendered_case("still")
     decision = decide_motion(case.clip, load_take(case.take))
-    assert not decision.moving and decision.shift_px < 0.1 * decision.threshold_px
+    assert not decision.moving and decision.shift_px < 0.3 * decision.threshold_px  # Cycles noise: ~0.1 px
