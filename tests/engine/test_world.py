@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 from instanthmr_blender.camera.path import CameraPath
 from instanthmr_blender.solve import SolveOptions, solve_take, world
@@ -18,7 +19,6 @@ from testkit import world_figures
 from testkit.bvh import keypoints_from_bvh
 from testkit.cmu_take import CMU_TO_MHR70, CMU_UNIT_METRES, load_cmu
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 FOCAL, SIZE = 512.0, (360, 640)
 PRINCIPAL = np.array([320.0, 180.0])
 HIPS = [MHR70_INDEX["left_hip"], MHR70_INDEX["right_hip"]]
