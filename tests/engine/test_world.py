@@ -5,7 +5,6 @@ with background points on the ground and walls, and body keypoints with InstantH
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
