@@ -84,6 +84,8 @@ def run(args) -> int:
             raise UsageError(f"--retarget-to {args.retarget_to}: {target_file} is not a file")
     if not live_source:
         camera.check_arguments(args)
+    elif args.camera_path or args.camera_motion != "auto":
+        raise UsageError("--camera-motion and --camera-path are for recorded clips, not live capture")
     prefs = get_preferences()
     if args.download_models and not args.take:
         inputs.download_models(args, prefs)
