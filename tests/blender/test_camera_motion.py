@@ -202,3 +202,25 @@ def test_handheld_clip_solved_through_capture_py(addon, cases, tmp_path):
     w, wa, root = world_errors(rig, scene, take, truth, api)
     print(f"solved camera: W-MPJPE100 {w * 1000:.0f} mm, WA-MPJPE100 {wa * 1000:.0f} mm, root path {root:.2%}")
     assert w < 0.15 and wa < 0.06 and root < 0.01
+
+
+def test_camera_motion_options_that_cannot_work_are_one_line(addon, cases, tmp_path, capsys):
+    import shutil
+
+    case = cases["handheld"]
+    lonely = tmp_path / "lonely.npz"  # a take whose clip is nowhere to be found
+    shutil.copy(case.take, lonely)
+    api = AddonApi(addon)
+    take = api.take.load_take(lonely)
+    take.source = str(tmp_path / "gone.mp4")
+    api.take.save_take(take, lonely)
+    runs = [
+        (["--take", lonely, "--camera-motion", "solve"], "the take's clip was not found"),
+        (["--camera", "0", "--camera-motion", "solve"], "are for recorded clips, not live capture"),
+        ([case.clip, "--take", case.take, "--camera-path", tmp_path / "x.blend:Cam", "--camera-motion", "static"],
+         "leave out --camera-motion static"),
+    ]
+    for argv, message in runs:
+        status = headless(addon, [*argv, "--out", tmp_path / "x.blend"])
+        line = last_error(capsys)
+        assert status == 2 and message in line, (argv, line)
