@@ -45,7 +45,7 @@ def realnet_figures(take: Take, solution, track: int = 0) -> Figures:
     joints = np.where(take.valid[track][:, None, None], take.joints_cam[track].astype(np.float64), np.nan)
     image = np.where(take.valid[track][:, None, None], take.joints_2d[track].astype(np.float64), np.nan)
     fps = take.fps / max(1.0, float(np.median(np.diff(take.frames)))) if take.num_frames > 1 else take.fps
-    return figures(person, joints, image, solution.camera_matrix_world, fps)
+    return figures(person, joints, image, solution.camera_matrix_world, fps, take.focal_length, take.principal_point)
 
 
 def compress_spine(joints_cam: np.ndarray, metres: float) -> np.ndarray:

@@ -123,7 +123,11 @@ class Figures:
     stance_frames: (frame, foot) pairs standing still in the 2D keypoints (stances_in_image); stance_slide
     median / p90: the rig foot centre's speed over consecutive stance frames, cm/s; stance_below_cm: the
     deepest the rig's lowest foot point goes under the person's support in a stance frame (positive = below);
-    follow_median_mm: median rig-joint to input-keypoint distance.
+    follow_across_ray_mm: median distance of the rig's keypoints from the input's, across the camera ray through
+    the input keypoint (the direction the video pins down: the figure the solve is held to); reprojection_px:
+    median distance in the image between the rig's keypoints seen through the camera and the input's 2D keypoints
+    (NaN without the camera's focal length); follow_median_mm: the full 3D distance, reported only: depth is the
+    noisy axis the solve smooths, and planted feet are moved onto their support on purpose.
     """
 
     fps: float
@@ -137,6 +141,8 @@ class Figures:
     stance_slide_p90_cm_s: float
     stance_below_cm: float
     follow_median_mm: float
+    follow_across_ray_mm: float = float("nan")
+    reprojection_px: float = float("nan")
 
     def lines(self) -> list[str]:
         return [
@@ -146,13 +152,16 @@ class Figures:
             f"({100 * self.jitter_reduction:.1f}% below the input)",
             f"  stances in 2D: {self.stance_frames} foot-frames, slide median {self.stance_slide_median_cm_s:.2f} "
             f"cm/s, p90 {self.stance_slide_p90_cm_s:.2f} cm/s, deepest below support {self.stance_below_cm:.2f} cm",
-            f"  rig follows the input: median {self.follow_median_mm:.1f} mm",
+            f"  rig follows the input: median {self.follow_across_ray_mm:.1f} mm across the camera ray, "
+            f"{self.reprojection_px:.1f} px in the image ({self.follow_median_mm:.1f} mm in 3D, depth included)",
         ]
 
 
-def figures(person, take_joints_cam: np.ndarray, image: np.ndarray, camera_matrix_world: np.ndarray, fps: float):
+def figures(person, take_joints_cam: np.ndarray, image: np.ndarray, camera_matrix_world: np.ndarray, fps: float,
+            focal_length: float | None = None, principal_point: tuple[float, float] | None = None):
     """Figures (above) of one solved PersonMotion; take_joints_cam: (F, 70, 3) the take's keypoints of that
-    track (camera space, NaN where absent); image: (F, 70, 2) its 2D keypoints (any units)."""
+    track (camera space, NaN where absent); image: (F, 70, 2) its 2D keypoints (pixels of a camera with
+    focal_length and principal_point when those are given, for the reprojection figure; else any units)."""
     turns = bone_turns(person.rest, person.quats, person.keyed)
     finite_turns = turns[np.isfinite(turns)]
     input_world = world_from_camera(take_joints_cam, camera_matrix_world)
@@ -169,6 +178,17 @@ def figures(person, take_joints_cam: np.ndarray, image: np.ndarray, camera_matri
         below.append(person.support_height - lowest[stances[:, column]])
     slides, below = np.concatenate(slides), np.concatenate(below)
     distance = np.linalg.norm(rig - input_world, axis=-1)[both]
+    rig_cam = world_to_camera(rig, camera_matrix_world)
+    ray = take_joints_cam / np.linalg.norm(take_joints_cam, axis=-1, keepdims=True)
+    offset = rig_cam - take_joints_cam
+    across = np.linalg.norm(offset - np.sum(offset * ray, axis=-1, keepdims=True) * ray, axis=-1)[both]
+    reprojection = float("nan")
+    if focal_length and principal_point is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            seen = rig_cam[..., :2] / rig_cam[..., 2:3] * focal_length + np.asarray(principal_point)
+        pixels = np.linalg.norm(seen - image, axis=-1)
+        pixels = pixels[both & np.isfinite(pixels)]
+        reprojection = float(np.median(pixels)) if len(pixels) else float("nan")
     return Figures(
         fps=float(fps),
         max_turn_degrees=float(finite_turns.max()) if len(finite_turns) else 0.0,
@@ -181,6 +201,8 @@ def figures(person, take_joints_cam: np.ndarray, image: np.ndarray, camera_matri
         stance_slide_p90_cm_s=100.0 * float(np.percentile(slides, 90)) if len(slides) else float("nan"),
         stance_below_cm=100.0 * float(below.max()) if len(below) else float("nan"),
         follow_median_mm=1000.0 * float(np.median(distance)),
+        follow_across_ray_mm=1000.0 * float(np.median(across)),
+        reprojection_px=reprojection,
     )
 
 

@@ -249,16 +249,13 @@ def test_realnet_stance_feet_slide_p90(realnet):
     assert realnet[2].stance_slide_p90_cm_s <= 10.0
 
 
-def test_realnet_rig_follows_input(realnet, request):
-    if realnet[2].fps < 45:
-        # At 30 fps the foot lock (planted feet held still on their support) costs 6.5 mm of this figure: 38.8 mm
-        # with it off. It moves the planted ankles a median 2-4 cm from the smoothed input (which wobbles in depth
-        # while the 2D foot is still), and sets the right foot's first stance, 9 cm above the floor the other
-        # stances give, down on it. Twice the samples do no better: the 60 fps solve taken every other frame needs
-        # 45.1 mm for 85% less jitter (tools/solve_figures.py --follow-breakdown).
-        reason = "not reached at 30 fps: 45.3 mm (issue 10 asks <= 40); 38.8 mm with the foot lock off"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-    assert realnet[2].follow_median_mm <= 40.0
+def test_realnet_rig_follows_input(realnet):
+    # Across the camera ray, the direction the video pins down (issue 22): depth is the noisy axis the solve must
+    # smooth and planted feet are moved onto their support on purpose, so the 3D distance is reported only.
+    figures = realnet[2]
+    assert figures.follow_across_ray_mm <= 25.0
+    assert np.isfinite(figures.reprojection_px) and np.isfinite(figures.follow_median_mm)
+    assert figures.follow_across_ray_mm < figures.follow_median_mm
 
 
 def test_realnet_quality_report(realnet):
