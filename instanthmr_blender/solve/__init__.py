@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import clean, contacts, ground, quality, smooth, world
-from .clean import CleanResult
+from .clean import REASON_TEXT, REASONS, CleanResult
 from .ground import FloorEstimate
 from .options import SolveError, SolveOptions
 from .quality import PersonQuality
@@ -97,11 +97,27 @@ class _Prepared:
     still: np.ndarray  # (F, 2) bool
 
 
-def _unsolvable_reason(joints: np.ndarray) -> str | None:
+def _hips(joints: np.ndarray) -> np.ndarray:
+    known = np.all(np.isfinite(joints), axis=-1)
+    return known[:, _K["left_hip"]] & known[:, _K["right_hip"]]
+
+
+def _unsolvable_reason(joints: np.ndarray, given: np.ndarray | None = None,
+                       cleaned: CleanResult | None = None) -> str | None:
     """Why a cleaned (F, 70, 3) track cannot give a body, or None: it needs a frame with both hips and the
-    neck (placed between the shoulders when missing)."""
+    neck (placed between the shoulders when missing). given: the track as the take holds it, so a refusal can
+    tell hips the model never gave from hips the clean stage dropped (and why it dropped them)."""
     known = np.all(np.isfinite(joints), axis=-1)
     hips = known[:, _K["left_hip"]] & known[:, _K["right_hip"]]
+    if not hips.any() and given is not None and _hips(given).any():
+        dropped = [] if cleaned is None else [
+            REASON_TEXT[name] for column, name in enumerate(REASONS)
+            if (cleaned.repairs[:, column] & _hips(given)).any() and name != "gap"
+        ]  # fmt: skip
+        because = f" ({', '.join(dropped)})" if dropped else ""
+        return (f"the clean stage dropped its hips in every frame{because}: the model gave them, but its 3D "
+                "keypoints do not agree with its 2D keypoints; check the take's lens (a wrong focal length does "
+                "this) or solve with the clean stage off (--clean off, or untick Repair glitches)")
     if not hips.any():
         return "it never shows both hips: the body cannot be placed (keep the hips in frame)"
     if not (hips & known[:, _K["neck"]]).any():
@@ -122,7 +138,7 @@ def _prepare(
     cleaned = clean.clean_track(
         joints_cam, fps, given, options.cleaning, fill_frames=options.gap_frames(fps), enabled=options.clean
     )
-    why = _unsolvable_reason(cleaned.joints_cam)
+    why = _unsolvable_reason(cleaned.joints_cam, np.asarray(joints_cam, dtype=np.float64), cleaned)
     if why:
         raise SolveError(why)
     smoothed = smooth.smooth_camera_keypoints(cleaned.joints_cam, fps, options.smoothing, options.smoothing_method)

@@ -1,6 +1,8 @@
 """The solve's stages on real failure kinds (issue 10): glitches injected into CMU mocap and SAM 3D Body
 outputs must not reach the rig; the real-network take must reach the issue's figures; partial keypoints."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -173,6 +175,21 @@ def test_partial_keypoints_neck_from_shoulders(cmu):
     torso_less[:, [K["neck"], K["left_shoulder"], K["right_shoulder"]]] = np.nan
     with pytest.raises(solve.SolveError, match="shoulders or the neck"):
         solve.solve_track(torso_less, cmu.row_fps, NO_LOCK)
+
+
+def test_hips_dropped_by_the_clean_stage_are_named_as_such(cmu):
+    joints = cmu.joints_cam[0, :60].astype(np.float64)
+    focal, principal = cmu.focal_length, np.asarray(cmu.principal_point)
+    pixels = joints[..., :2] / joints[..., 2:3] * focal + principal
+    pixels[:, [K["left_hip"], K["right_hip"]]] += 250.0  # the 2D hips nowhere near the 3D ones, in every frame
+    with pytest.raises(solve.SolveError) as raised:
+        solve.solve_track(joints, cmu.row_fps, NO_LOCK, joints_2d=pixels, focal_length=focal,
+                          principal_point=tuple(principal))
+    message = str(raised.value)
+    assert "the clean stage dropped its hips in every frame (3D keypoints off their 2D keypoints)" in message
+    assert "never shows both hips" not in message and "--clean off" in message
+    solve.solve_track(joints, cmu.row_fps, dataclasses.replace(NO_LOCK, clean=False), joints_2d=pixels,
+                      focal_length=focal, principal_point=tuple(principal))  # the advice works
 
 
 def test_person_on_a_box_keeps_their_support(cmu):
