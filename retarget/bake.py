@@ -310,6 +310,15 @@ def retarget_capture(context, source_rig, target_rig, *, bone_map: bone_maps.Bon
     pole, IK base) so that switching a limb to IK gives the baked FK pose, with either pole setting; the IK/FK
     switches stay keyed to FK. progress: called with the fraction done (0..1) after each frame.
     """
+    # A capture rig is hidden while its person is absent (and Blender does not evaluate a hidden rig): show it
+    # for the bake, so every frame reads its own pose.
+    with actions.all_shown([source_rig]):
+        return _retarget_capture(context, source_rig, target_rig, bone_map=bone_map, root_motion=root_motion,
+                                 scale=scale, bake_ik=bake_ik, progress=progress)
+
+
+def _retarget_capture(context, source_rig, target_rig, *, bone_map, root_motion, scale, bake_ik,
+                      progress) -> RetargetResult:
     _check_armature(source_rig, "source")
     _check_armature(target_rig, "target")
     if source_rig == target_rig:

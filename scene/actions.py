@@ -4,6 +4,7 @@ Blender 4.4+ stores keys in slotted actions (layers -> keyframe strip -> channel
 legacy `action.fcurves`. Both go through `ChannelWriter`, so callers never branch on the version.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import bpy
@@ -81,3 +82,33 @@ def action_fcurves(obj: bpy.types.Object) -> list[bpy.types.FCurve]:
             if bag is not None:
                 curves.extend(bag.fcurves)
     return curves
+
+
+def key_visibility(writer: ChannelWriter, frames, hidden) -> None:
+    """Key an object's visibility in the viewport and in renders: `hidden` (N,) 1 = hidden, 0 = shown, from each
+    of `frames` (N,) on (constant keys: it switches at the frame, never fades)."""
+    values = np.asarray(hidden, np.float32).reshape(-1, 1)
+    for path in ("hide_viewport", "hide_render"):
+        writer.write(path, "Visibility", np.asarray(frames, np.float32), values, interpolation="CONSTANT")
+
+
+@contextmanager
+def all_shown(objects):
+    """Within: `objects` shown whatever their visibility keys say (their visibility F-curves muted), so exporters
+    and bakes see every rig, a person absent at the current frame included; the keys rule again afterwards."""
+    muted = []
+    for obj in objects:
+        for fcurve in action_fcurves(obj):
+            if fcurve.data_path in ("hide_viewport", "hide_render") and not fcurve.mute:
+                fcurve.mute = True
+                muted.append(fcurve)
+        obj.hide_viewport = obj.hide_render = False
+    try:
+        bpy.context.view_layer.update()
+        yield
+    finally:
+        for fcurve in muted:
+            fcurve.mute = False
+        scene = bpy.context.scene
+        scene.frame_set(scene.frame_current, subframe=scene.frame_subframe)
+

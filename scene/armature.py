@@ -67,4 +67,27 @@ def write_motion(obj: bpy.types.Object, action_name: str, motion, scene_frames: 
         if rest.parents[index] < 0:
             root_keyed = motion.root_keyed
             writer.write(f"{path}.location", bone_name, scene_frames[root_keyed], motion.root_location[root_keyed])
+    frames, hidden = presence_keys(np.asarray(motion.root_keyed, bool), scene_frames)
+    actions.key_visibility(writer, frames, hidden)
     return writer.action
+
+
+def presence_keys(present: np.ndarray, scene_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, hidden) visibility keys that show a rig only over its person's rows: `present` (F,) True where the
+    solve keyed the root (the person seen, or a gap short enough to bridge), at `scene_frames` (F,). Hidden from
+    the scene's first frame until the person appears, and from the first row they are gone until they are back."""
+    frames, hidden = [], []
+    padded = np.concatenate([[False], present, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    if len(edges) == 0:
+        return np.array([scene_frames[0]]), np.array([1.0])
+    if edges[0] > 0:
+        frames.append(scene_frames[0])
+        hidden.append(1.0)
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        frames.append(scene_frames[start])
+        hidden.append(0.0)
+        if end < len(scene_frames):  # (present to the last row: no key past the take, its range stays the take's)
+            frames.append(scene_frames[end])
+            hidden.append(1.0)
+    return np.array(frames, dtype=np.float64), np.array(hidden)

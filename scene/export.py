@@ -5,6 +5,7 @@ from pathlib import Path
 import bpy
 
 from ..instanthmr_blender.output_paths import output_problem
+from . import actions
 
 FORMATS = {".bvh": "BVH", ".fbx": "FBX", ".glb": "GLB", ".gltf": "GLTF"}
 
@@ -76,16 +77,22 @@ def export_capture(context, rigs: list, path: str, *, per_person: bool = False) 
     previous_active = context.view_layer.objects.active
     written = []
     try:
-        if fmt == "BVH" or per_person:
-            for rig in rigs:
-                out = _per_person_path(target, rig)
-                _export_one(context, [rig], out, fmt)
-                written.append(out)
-        else:
-            _export_one(context, list(rigs), target, fmt)
-            written.append(target)
+        with actions.all_shown(rigs):
+            written += _export_all(context, rigs, target, fmt, per_person)
     finally:
         _select_only_restore(context, previous_selection, previous_active)
+    return written
+
+
+def _export_all(context, rigs: list, target: Path, fmt: str, per_person: bool) -> list[Path]:
+    if fmt != "BVH" and not per_person:
+        _export_one(context, list(rigs), target, fmt)
+        return [target]
+    written = []
+    for rig in rigs:
+        out = _per_person_path(target, rig)
+        _export_one(context, [rig], out, fmt)
+        written.append(out)
     return written
 
 

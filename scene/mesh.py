@@ -140,10 +140,7 @@ def _key_visibility(obj, cache: engine_mesh.PersonCache) -> None:
         hidden += [1.0, 0.0]
     frames.append(cache.last_frame + 1)
     hidden.append(1.0)
-    writer = actions.new_action(obj, f"{obj.name}.visibility")
-    values = np.array(hidden, np.float32)[:, None]
-    for path in ("hide_viewport", "hide_render"):
-        writer.write(path, "Visibility", np.array(frames, np.float32), values, interpolation="CONSTANT")
+    actions.key_visibility(actions.new_action(obj, f"{obj.name}.visibility"), frames, hidden)
 
 
 def _remove_body_mesh(name: str) -> None:

@@ -83,8 +83,13 @@ def test_keys_are_written_in_bulk_on_this_blenders_action_api(api, fixtures_dir,
     person = solution.persons[0]
     keyed_bones = int(person.keyed.any(axis=0).sum())
     assert keyed_bones >= 12
-    assert len(curves) == 4 * keyed_bones + 3  # a quaternion per keyed bone and the root's location
+    # A quaternion per keyed bone, the root's location, and the rig's visibility (viewport and render).
+    assert len(curves) == 4 * keyed_bones + 3 + 2
+    visibility = [curve for curve in curves if curve.data_path in ("hide_viewport", "hide_render")]
+    assert len(visibility) == 2 and all(k.interpolation == "CONSTANT" for c in visibility for k in c.keyframe_points)
     for curve in curves:
+        if curve in visibility:
+            continue
         bone = curve.data_path.split('"')[1]
         expected = int(person.keyed[:, person.rest.bone_names.index(bone)].sum())
         if curve.data_path.endswith("location"):
