@@ -8,7 +8,8 @@ Per track, in camera space (OpenCV axes, metres), in this order:
 3. left/right swaps: per leg, foot, arm and hand, the labelling (as given or swapped) most consistent with the
    neighbouring frames is chosen for the whole track at once (a two-state dynamic programme);
 4. per-keypoint glitches: a keypoint that jumps away from the body and back within a glitch;
-5. bone lengths: a keypoint whose distance to its parent joint is far off the person's own median length;
+5. bone lengths: a keypoint whose distance to its parent joint is far off the person's own median length (and
+   beyond `noise_multiple` times the track's own spread of that length);
 6. dropped keypoints and frames are filled by interpolation (gaps up to `fill_frames`), and a missing neck is
    placed between the shoulders, so a track with hips and shoulders is always solvable.
 Thresholds on steps are the larger of a human limit (speed, turn rate) and a multiple of the track's own
@@ -97,6 +98,20 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     padded = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]]).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def _image_body_lengths(joints: np.ndarray, image: np.ndarray) -> np.ndarray | None:
+    """(F,) the person's size in the image in each frame: their metric body length (contacts.body_length of the
+    3D keypoints, over the whole track) over the frame's hip depth, so a person walking towards the camera is
+    measured at their own size in every frame (one length for the whole track made every keypoint of a near
+    frame look far off); the 2D body length where the depth is unknown. None when neither is known."""
+    metric = body_length(joints)
+    fallback = body_length(image)
+    depth = _hips_mid(joints)[:, 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_frame = np.where(np.isfinite(depth) & (depth > 1e-3), metric / depth, np.nan)
+    per_frame = np.where(np.isfinite(per_frame), per_frame, fallback)
+    return per_frame if np.isfinite(per_frame).any() else None
 
 
 def _finite(vectors: np.ndarray) -> np.ndarray:
@@ -308,10 +323,10 @@ def clean_track(
         everything = list(range(NUM_KEYPOINTS))
         # 1. 3D keypoints that contradict the 2D keypoints.
         if image is not None:
-            length = body_length(image)
+            length = _image_body_lengths(joints, image)
             with np.errstate(invalid="ignore", divide="ignore"):
                 projected = joints[..., :2] / joints[..., 2:3]
-            error = np.linalg.norm(projected - image, axis=-1) / length if np.isfinite(length) else None
+            error = np.linalg.norm(projected - image, axis=-1) / length[:, None] if length is not None else None
             if error is not None:
                 bad = np.nan_to_num(error, nan=0.0) > settings.reprojection_tolerance
                 for kp in np.flatnonzero(bad.any(axis=0)):
@@ -356,7 +371,10 @@ def clean_track(
                 continue
             median = np.nanmedian(lengths)
             off = np.abs(lengths - median)
-            bad = np.nan_to_num(off, nan=0.0) > max(settings.bone_tolerance * median, settings.bone_slack)
+            # The track's own spread (a robust sigma) counts too: keypoint noise alone puts a short bone past a
+            # fixed slack now and then over thousands of frames, which is noise, not a glitch.
+            spread = settings.noise_multiple * 1.4826 * float(np.nanmedian(off))
+            bad = np.nan_to_num(off, nan=0.0) > max(settings.bone_tolerance * median, settings.bone_slack, spread)
             drop(np.flatnonzero(bad), [child], "bone_length")
 
     # 6. Fill gaps (dropped frames, removed glitches) and complete the neck.

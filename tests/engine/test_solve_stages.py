@@ -1,6 +1,7 @@
 """The solve's stages on real failure kinds (issue 10): glitches injected into CMU mocap and SAM 3D Body
 outputs must not reach the rig; the real-network take must reach the issue's figures; partial keypoints."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -305,3 +306,42 @@ def test_solve_figures_tool_and_its_follow_breakdown(fixtures_dir, capsys, tmp_p
     assert tool.main(["--fixtures", str(tmp_path / "missing")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "missing" in error
+
+
+def noisy_like_a_network(take, seed: int):
+    """The take's keypoints with InstantHMR-like noise (a smooth 3% depth error along the root's ray plus 1%
+    jitter, 1.5 cm per keypoint) and 2D keypoints projected from the truth with 1.5 px of noise."""
+    rng = np.random.default_rng(seed)
+    truth = take.joints_cam[0].astype(np.float64)
+    rows = len(truth)
+    fps = take.fps / float(np.median(np.diff(take.frames)))
+    width = max(2, int(0.7 * fps))
+    drift = np.convolve(rng.normal(0, 1, rows + 2 * width), np.ones(width) / width, "same")[width:-width]
+    depth = 0.03 * drift / drift.std() + rng.normal(0, 0.01, rows)
+    root = np.nanmean(truth[:, [K["left_hip"], K["right_hip"]]], axis=1)
+    ray = root / np.linalg.norm(root, axis=1, keepdims=True)
+    noisy = truth + (depth * np.linalg.norm(root, axis=1))[:, None, None] * ray[:, None]
+    noisy += rng.normal(0, 0.015, truth.shape)
+    principal = np.asarray(take.principal_point)
+    pixels = truth[..., :2] / truth[..., 2:3] * take.focal_length + principal
+    pixels += rng.normal(0, 1.5, pixels.shape)
+    out = copy.copy(take)
+    out.joints_cam = noisy[None].astype(np.float32)
+    out.joints_2d = pixels[None].astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize("step", [4, 2], ids=["30fps", "60fps"])
+@pytest.mark.parametrize("noise", [None, 0, 1], ids=["exact", "noise-0", "noise-1"])
+def test_the_clean_stage_leaves_clean_motion_alone(fixtures_dir, step, noise):
+    # Ground-truth mocap, as it is and with a network's noise (issue 22): nothing to repair, and the solve with
+    # the clean stage on is the solve with it off.
+    take = cmu_take(fixtures_dir, step=step, start=1).to_take()
+    take.joints_2d[0] = (take.joints_cam[0, ..., :2] / take.joints_cam[0, ..., 2:3] * take.focal_length
+                         + np.asarray(take.principal_point))  # fmt: skip
+    if noise is not None:
+        take = noisy_like_a_network(take, noise)
+    on = solve.solve_take(take, DEFAULT).persons[0]
+    off = solve.solve_take(take, dataclasses.replace(DEFAULT, clean=False)).persons[0]
+    assert on.repairs.frames_repaired(include_gaps=False) == 0, on.repairs.ranges()
+    np.testing.assert_allclose(on.keypoints_world, off.keypoints_world, atol=5e-5, equal_nan=True)
