@@ -112,3 +112,55 @@ def all_shown(objects):
         scene = bpy.context.scene
         scene.frame_set(scene.frame_current, subframe=scene.frame_subframe)
 
+
+#: The scale an absent person's rig takes in a combined export: formats without visibility (FBX, glTF) then show
+#: nothing of them (zero itself would make the exporters' matrices singular).
+ABSENT_SCALE = 1e-4
+
+
+def _channel_writer(obj: bpy.types.Object) -> ChannelWriter:
+    """A writer adding F-curves to obj's own action (the one new_action made)."""
+    action = obj.animation_data.action
+    if not has_slotted_actions():
+        return ChannelWriter(action, action)
+    strip = action.layers[0].strips[0]
+    return ChannelWriter(action, strip.channelbag(obj.animation_data.action_slot, ensure=True))
+
+
+def visibility_switches(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray] | None:
+    """(frames, hidden) of obj's keyed viewport visibility (key_visibility), or None when it has none."""
+    for fcurve in action_fcurves(obj):
+        if fcurve.data_path == "hide_viewport":
+            points = np.empty(2 * len(fcurve.keyframe_points), np.float32)
+            fcurve.keyframe_points.foreach_get("co", points)
+            points = points.reshape(-1, 2)
+            return points[:, 0], points[:, 1]
+    return None
+
+
+@contextmanager
+def absent_scaled_away(objects):
+    """Within: each object keyed to ABSENT_SCALE wherever its visibility keys hide it (constant keys), so a
+    combined FBX or glTF shows nobody who is not there; the keys are removed and the scale restored afterwards."""
+    added, scales = [], {}
+    for obj in objects:
+        switches = visibility_switches(obj)
+        if switches is None or not switches[1].any():
+            continue
+        frames, hidden = switches
+        before = set(action_fcurves(obj))
+        scales[obj] = tuple(obj.scale)
+        values = np.where(hidden[:, None] > 0.5, ABSENT_SCALE, 1.0) * np.array(scales[obj])
+        _channel_writer(obj).write("scale", "Visibility", frames, values, interpolation="CONSTANT")
+        added += [(obj, fcurve) for fcurve in action_fcurves(obj) if fcurve not in before]
+    try:
+        yield
+    finally:
+        for obj, fcurve in added:
+            owner = _channel_writer(obj).channels
+            owner.fcurves.remove(fcurve)
+        for obj, scale in scales.items():
+            obj.scale = scale
+        scene = bpy.context.scene
+        scene.frame_set(scene.frame_current, subframe=scene.frame_subframe)
+

@@ -85,6 +85,12 @@ def export_capture(context, rigs: list, path: str, *, per_person: bool = False) 
 
 
 def _export_all(context, rigs: list, target: Path, fmt: str, per_person: bool) -> list[Path]:
+    if fmt == "FBX" and not per_person:
+        # Several people in one file: one absent over part of the clip must not stand there frozen. (FBX carries
+        # the keyed object scale; Blender's glTF exporter was not seen to, so glTF is left as it was.)
+        with actions.absent_scaled_away(rigs):
+            _export_one(context, list(rigs), target, fmt)
+        return [target]
     if fmt != "BVH" and not per_person:
         _export_one(context, list(rigs), target, fmt)
         return [target]
